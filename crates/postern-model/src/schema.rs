@@ -1,0 +1,216 @@
+//! The model as data: every shape with the constraints the API model states.
+//!
+//! The validator in `postern-config` walks a document against these shapes,
+//! so a constraint is written once, in the model file, and checked everywhere
+//! (config file, rule tests, API requests).
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+const AWS_MODEL: &str = include_str!("../model/mailmanager-api-2023-10-17.json");
+const POSTERN_MODEL: &str = include_str!("../model/postern.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer,
+    Long,
+    Double,
+    Boolean,
+    Timestamp,
+    List,
+    Map,
+    Structure,
+    Union,
+    OneOf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub shape: String,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub name: String,
+    pub kind: Kind,
+    /// Length for strings (in characters), size for lists, value for numbers.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The model's pattern; it must match the whole value.
+    pub pattern: Option<String>,
+    pub enum_values: Vec<String>,
+    pub sensitive: bool,
+    /// A check the pattern language cannot state (`ip-address`, `socket-address`).
+    pub format: Option<String>,
+    pub members: Vec<Member>,
+    /// Element shape of a list, value shape of a map.
+    pub element: Option<String>,
+    /// Key shape of a map.
+    pub key: Option<String>,
+    pub alternatives: Vec<String>,
+}
+
+impl Shape {
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+#[derive(Debug)]
+pub struct Schema {
+    shapes: HashMap<String, Shape>,
+}
+
+impl Schema {
+    /// The Mail Manager model and Postern's shapes, parsed once.
+    pub fn get() -> &'static Schema {
+        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+        SCHEMA.get_or_init(|| Schema::from_models(&[AWS_MODEL, POSTERN_MODEL]))
+    }
+
+    /// Panics on a malformed model: the models are compiled in and tested.
+    fn from_models(models: &[&str]) -> Schema {
+        let mut raw: serde_json::Map<String, Value> = serde_json::Map::new();
+        for model in models {
+            let parsed: Value = serde_json::from_str(model).expect("model file is JSON");
+            for (name, shape) in parsed["shapes"].as_object().expect("shapes object") {
+                assert!(!raw.contains_key(name), "shape {name} defined twice");
+                raw.insert(name.clone(), shape.clone());
+            }
+        }
+        let mut shapes = HashMap::new();
+        for (name, spec) in &raw {
+            shapes.insert(name.clone(), build_shape(name, spec, &raw));
+        }
+        Schema { shapes }
+    }
+
+    pub fn shape(&self, name: &str) -> &Shape {
+        self.shapes
+            .get(name)
+            .unwrap_or_else(|| panic!("unknown shape {name}"))
+    }
+
+    pub fn try_shape(&self, name: &str) -> Option<&Shape> {
+        self.shapes.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.shapes.keys().map(String::as_str)
+    }
+}
+
+fn build_shape(name: &str, spec: &Value, raw: &serde_json::Map<String, Value>) -> Shape {
+    let ty = spec["type"].as_str().expect("shape type");
+    let union = spec["union"].as_bool().unwrap_or(false);
+    let kind = match ty {
+        "string" => Kind::String,
+        "integer" => Kind::Integer,
+        "long" => Kind::Long,
+        "double" | "float" => Kind::Double,
+        "boolean" => Kind::Boolean,
+        "timestamp" => Kind::Timestamp,
+        "list" => Kind::List,
+        "map" => Kind::Map,
+        "structure" if union => Kind::Union,
+        "structure" => Kind::Structure,
+        "oneOf" => Kind::OneOf,
+        other => panic!("shape {name}: unsupported type {other}"),
+    };
+    let mut members = Vec::new();
+    let mut required: Vec<String> = Vec::new();
+    if let Some(mixins) = spec["mixins"].as_array() {
+        for mixin in mixins {
+            let base = &raw[mixin["shape"].as_str().expect("mixin shape")];
+            let excluded: Vec<&str> = mixin["exclude"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for (m, mspec) in base["members"].as_object().expect("mixin members") {
+                if !excluded.contains(&m.as_str()) {
+                    members.push((m.clone(), mspec["shape"].as_str().unwrap().to_string()));
+                }
+            }
+            for r in base["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap();
+                if !excluded.contains(&r) {
+                    required.push(r.to_string());
+                }
+            }
+        }
+    }
+    if let Some(own) = spec["members"].as_object() {
+        for (m, mspec) in own {
+            members.push((m.clone(), mspec["shape"].as_str().unwrap().to_string()));
+        }
+    }
+    for r in spec["required"].as_array().into_iter().flatten() {
+        required.push(r.as_str().unwrap().to_string());
+    }
+    Shape {
+        name: name.to_string(),
+        kind,
+        min: spec["min"].as_f64(),
+        max: spec["max"].as_f64(),
+        pattern: spec["pattern"].as_str().map(str::to_string),
+        enum_values: spec["enum"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+        sensitive: spec["sensitive"].as_bool().unwrap_or(false),
+        format: spec["format"].as_str().map(str::to_string),
+        members: members
+            .into_iter()
+            .map(|(name, shape)| Member {
+                required: required.contains(&name),
+                name,
+                shape,
+            })
+            .collect(),
+        element: spec["member"]["shape"]
+            .as_str()
+            .or(spec["value"]["shape"].as_str())
+            .map(str::to_string),
+        key: spec["key"]["shape"].as_str().map(str::to_string),
+        alternatives: spec["alternatives"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v["shape"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_referenced_shape_exists() {
+        let schema = Schema::get();
+        for name in schema.names() {
+            let shape = schema.shape(name);
+            let refs = shape
+                .members
+                .iter()
+                .map(|m| m.shape.as_str())
+                .chain(shape.element.as_deref())
+                .chain(shape.key.as_deref())
+                .chain(shape.alternatives.iter().map(String::as_str));
+            for r in refs {
+                assert!(schema.try_shape(r).is_some(), "{name} refers to missing {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn mixins_copy_members_less_the_excluded() {
+        let shape = Schema::get().shape("ConfigRuleSet");
+        assert!(shape.member("ClientToken").is_none());
+        assert!(shape.member("RuleSetName").unwrap().required);
+        assert!(shape.member("Rules").unwrap().required);
+        assert!(!shape.member("RuleSetId").unwrap().required);
+    }
+}
