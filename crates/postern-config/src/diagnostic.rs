@@ -55,7 +55,8 @@ impl Diagnostics {
     }
 
     pub(crate) fn sort(&mut self) {
-        self.0.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.path.cmp(&b.path)));
+        self.0
+            .sort_by(|a, b| a.pos.cmp(&b.pos).then(a.path.cmp(&b.path)));
         self.0.dedup();
     }
 }
@@ -111,7 +112,10 @@ impl<'a> Reporter<'a> {
 }
 
 /// The closest candidate, if it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    found: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let found_l = found.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -141,15 +145,25 @@ mod tests {
 
     #[test]
     fn suggests_near_misses_only() {
-        assert_eq!(did_you_mean("EQUAL", ["EQUALS", "CONTAINS"]), Some("EQUALS"));
-        assert_eq!(did_you_mean("Condtions", ["Conditions", "Unless"]), Some("Conditions"));
+        assert_eq!(
+            did_you_mean("EQUAL", ["EQUALS", "CONTAINS"]),
+            Some("EQUALS")
+        );
+        assert_eq!(
+            did_you_mean("Condtions", ["Conditions", "Unless"]),
+            Some("Conditions")
+        );
         assert_eq!(did_you_mean("Banana", ["Conditions", "Unless"]), None);
     }
 
     #[test]
     fn renders_like_a_compiler() {
         let mut r = Reporter::new("postern.yaml", "a:\n  b: EQUAL\n");
-        r.error(Pos { line: 2, column: 6 }, "a.b", "expected one of EQUALS; found \"EQUAL\"");
+        r.error(
+            Pos { line: 2, column: 6 },
+            "a.b",
+            "expected one of EQUALS; found \"EQUAL\"",
+        );
         let text = r.finish().to_string();
         assert!(text.starts_with("postern.yaml:2:6: a.b: expected one of EQUALS; found \"EQUAL\"\n 2 |   b: EQUAL\n   |      ^"), "{text}");
         assert!(text.ends_with("1 error"));

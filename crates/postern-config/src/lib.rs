@@ -22,8 +22,9 @@ pub use resolve::{Identity, Index, check_list_member, parse_cidr};
 
 use diagnostic::Reporter;
 use postern_model::{
-    ConfigAddonInstance, ConfigAddonSubscription, ConfigAddressList, ConfigArchive, ConfigIngressPoint,
-    ConfigRelay, ConfigRuleSet, ConfigTrafficPolicy, PosternConfig, ResourceKind, ServerConfig,
+    ConfigAddonInstance, ConfigAddonSubscription, ConfigAddressList, ConfigArchive,
+    ConfigIngressPoint, ConfigRelay, ConfigRuleSet, ConfigTrafficPolicy, PosternConfig,
+    ResourceKind, ServerConfig,
 };
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -68,22 +69,38 @@ pub struct ValidatedConfig {
     pub address_list_members: Vec<Vec<String>>,
 }
 
-fn section<'a, T>(items: &'a Option<Vec<T>>, index: &'a Index, kind: ResourceKind) -> impl Iterator<Item = (&'a Identity, &'a T)> {
+fn section<'a, T>(
+    items: &'a Option<Vec<T>>,
+    index: &'a Index,
+    kind: ResourceKind,
+) -> impl Iterator<Item = (&'a Identity, &'a T)> {
     index.identities(kind).iter().zip(items.iter().flatten())
 }
 
 impl ValidatedConfig {
     pub fn traffic_policies(&self) -> impl Iterator<Item = (&Identity, &ConfigTrafficPolicy)> {
-        section(&self.config.traffic_policies, &self.index, ResourceKind::TrafficPolicy)
+        section(
+            &self.config.traffic_policies,
+            &self.index,
+            ResourceKind::TrafficPolicy,
+        )
     }
     pub fn rule_sets(&self) -> impl Iterator<Item = (&Identity, &ConfigRuleSet)> {
         section(&self.config.rule_sets, &self.index, ResourceKind::RuleSet)
     }
     pub fn ingress_points(&self) -> impl Iterator<Item = (&Identity, &ConfigIngressPoint)> {
-        section(&self.config.ingress_points, &self.index, ResourceKind::IngressPoint)
+        section(
+            &self.config.ingress_points,
+            &self.index,
+            ResourceKind::IngressPoint,
+        )
     }
     pub fn address_lists(&self) -> impl Iterator<Item = (&Identity, &ConfigAddressList)> {
-        section(&self.config.address_lists, &self.index, ResourceKind::AddressList)
+        section(
+            &self.config.address_lists,
+            &self.index,
+            ResourceKind::AddressList,
+        )
     }
     pub fn archives(&self) -> impl Iterator<Item = (&Identity, &ConfigArchive)> {
         section(&self.config.archives, &self.index, ResourceKind::Archive)
@@ -91,11 +108,21 @@ impl ValidatedConfig {
     pub fn relays(&self) -> impl Iterator<Item = (&Identity, &ConfigRelay)> {
         section(&self.config.relays, &self.index, ResourceKind::Relay)
     }
-    pub fn addon_subscriptions(&self) -> impl Iterator<Item = (&Identity, &ConfigAddonSubscription)> {
-        section(&self.config.addon_subscriptions, &self.index, ResourceKind::AddonSubscription)
+    pub fn addon_subscriptions(
+        &self,
+    ) -> impl Iterator<Item = (&Identity, &ConfigAddonSubscription)> {
+        section(
+            &self.config.addon_subscriptions,
+            &self.index,
+            ResourceKind::AddonSubscription,
+        )
     }
     pub fn addon_instances(&self) -> impl Iterator<Item = (&Identity, &ConfigAddonInstance)> {
-        section(&self.config.addon_instances, &self.index, ResourceKind::AddonInstance)
+        section(
+            &self.config.addon_instances,
+            &self.index,
+            ResourceKind::AddonInstance,
+        )
     }
 
     /// The identity of the resource a name, id or ARN refers to.
@@ -107,7 +134,10 @@ impl ValidatedConfig {
 
     /// One line per kind: what was loaded.
     pub fn summary(&self) -> String {
-        let mut out = format!("{}: ok (region {}, account {})\n", self.file, self.region, self.account);
+        let mut out = format!(
+            "{}: ok (region {}, account {})\n",
+            self.file, self.region, self.account
+        );
         for (kind, label) in [
             (ResourceKind::IngressPoint, "ingress points"),
             (ResourceKind::TrafficPolicy, "traffic policies"),
@@ -125,7 +155,10 @@ impl ValidatedConfig {
                     format!(" ({rules} rules)")
                 }
                 ResourceKind::TrafficPolicy => {
-                    let n: usize = self.traffic_policies().map(|(_, p)| p.policy_statements.len()).sum();
+                    let n: usize = self
+                        .traffic_policies()
+                        .map(|(_, p)| p.policy_statements.len())
+                        .sum();
                     format!(" ({n} statements)")
                 }
                 ResourceKind::AddressList => {
@@ -150,7 +183,11 @@ impl ValidatedConfig {
 pub type ReadInclude<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 /// Parses and validates a config. `file` names the source in errors.
-pub fn parse_config(file: &str, text: &str, read_include: ReadInclude) -> Result<ValidatedConfig, Diagnostics> {
+pub fn parse_config(
+    file: &str,
+    text: &str,
+    read_include: ReadInclude,
+) -> Result<ValidatedConfig, Diagnostics> {
     let mut reporter = Reporter::new(file, text);
     let doc = match yaml::parse(text) {
         Ok(doc) => doc,
@@ -187,17 +224,34 @@ pub fn parse_config(file: &str, text: &str, read_include: ReadInclude) -> Result
         };
     }
     let settings = resolve::Settings {
-        region: server.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
-        account: server.account_id.clone().unwrap_or_else(|| DEFAULT_ACCOUNT.into()),
+        region: server
+            .region
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REGION.into()),
+        account: server
+            .account_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ACCOUNT.into()),
     };
 
     let (json, references) = {
         let mut v = Validator::new(&mut reporter);
-        let q = |max: u32, name: &'static str| Quota { max: max as f64, name };
+        let q = |max: u32, name: &'static str| Quota {
+            max: max as f64,
+            name,
+        };
         v.set_quota("Rules", q(quotas.rules_per_rule_set, "RulesPerRuleSet"));
-        v.set_quota("RuleConditions", q(quotas.conditions_per_rule, "ConditionsPerRule"));
+        v.set_quota(
+            "RuleConditions",
+            q(quotas.conditions_per_rule, "ConditionsPerRule"),
+        );
         v.set_quota("RuleActions", q(quotas.actions_per_rule, "ActionsPerRule"));
-        for shape in ["RuleStringList", "RuleIpValueList", "RuleVerdictValueList", "RuleDmarcValueList"] {
+        for shape in [
+            "RuleStringList",
+            "RuleIpValueList",
+            "RuleVerdictValueList",
+            "RuleDmarcValueList",
+        ] {
             v.set_quota(shape, q(quotas.values_per_condition, "ValuesPerCondition"));
         }
         let json = if root.is_null() {
@@ -215,7 +269,13 @@ pub fn parse_config(file: &str, text: &str, read_include: ReadInclude) -> Result
     // Address list members, inline and from files.
     let mut members_out = Vec::new();
     let mut include_errors = Vec::new();
-    for (i, list) in json.get("AddressLists").and_then(|l| l.as_array()).into_iter().flatten().enumerate() {
+    for (i, list) in json
+        .get("AddressLists")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let mut members: Vec<String> = list
             .get("Members")
             .and_then(|m| m.as_array())
@@ -226,7 +286,11 @@ pub fn parse_config(file: &str, text: &str, read_include: ReadInclude) -> Result
         if let Some(path) = list.get("MembersFile").and_then(|p| p.as_str()) {
             let at = format!("AddressLists[{i}].MembersFile");
             match read_include(path) {
-                Err(e) => reporter.error(resolve::locate(root, &at), &at, format!("cannot read {path}: {e}")),
+                Err(e) => reporter.error(
+                    resolve::locate(root, &at),
+                    &at,
+                    format!("cannot read {path}: {e}"),
+                ),
                 Ok(content) => {
                     let mut file_reporter = Reporter::new(path, &content);
                     for (n, line) in content.lines().enumerate() {
@@ -237,7 +301,10 @@ pub fn parse_config(file: &str, text: &str, read_include: ReadInclude) -> Result
                         match check_list_member(line) {
                             Ok(()) => members.push(line.to_string()),
                             Err(problem) => file_reporter.error(
-                                yaml::Pos { line: n + 1, column: 1 },
+                                yaml::Pos {
+                                    line: n + 1,
+                                    column: 1,
+                                },
                                 &at,
                                 format!("expected {problem}; found {line:?}"),
                             ),
@@ -279,7 +346,11 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, Diagnostics> {
 
 /// Parses any document of a Postern shape (the rule test file, for one).
 /// Returns the value and the tree, whose positions later checks may use.
-pub fn parse_document<T: DeserializeOwned>(file: &str, text: &str, shape: &str) -> Result<(T, yaml::Node), Diagnostics> {
+pub fn parse_document<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+    shape: &str,
+) -> Result<(T, yaml::Node), Diagnostics> {
     let mut reporter = Reporter::new(file, text);
     let doc = match yaml::parse(text) {
         Ok(doc) => doc,

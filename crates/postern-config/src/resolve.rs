@@ -18,7 +18,9 @@ pub(crate) fn section(kind: ResourceKind) -> (&'static str, &'static str, &'stat
         ResourceKind::AddressList => ("AddressLists", "AddressListName", "AddressListId"),
         ResourceKind::Archive => ("Archives", "ArchiveName", "ArchiveId"),
         ResourceKind::Relay => ("Relays", "RelayName", "RelayId"),
-        ResourceKind::AddonSubscription => ("AddonSubscriptions", "AddonName", "AddonSubscriptionId"),
+        ResourceKind::AddonSubscription => {
+            ("AddonSubscriptions", "AddonName", "AddonSubscriptionId")
+        }
         // An add-on instance has no name in the model; it is known by its
         // subscription's AddonName.
         ResourceKind::AddonInstance => ("AddonInstances", "AddonSubscriptionId", "AddonInstanceId"),
@@ -68,7 +70,12 @@ pub(crate) struct Settings {
 }
 
 /// Builds the index from what validated, reporting duplicates.
-pub(crate) fn build_index(json: &Json, root: &Node, settings: &Settings, reporter: &mut Reporter) -> Index {
+pub(crate) fn build_index(
+    json: &Json,
+    root: &Node,
+    settings: &Settings,
+    reporter: &mut Reporter,
+) -> Index {
     let mut index = Index::default();
     // Subscriptions first: instances are named after them.
     let mut order = ResourceKind::ALL.to_vec();
@@ -81,11 +88,17 @@ pub(crate) fn build_index(json: &Json, root: &Node, settings: &Settings, reporte
         let mut identities = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("{section}[{i}]");
-            let mut name = item.get(name_member).and_then(Json::as_str).unwrap_or_default().to_string();
+            let mut name = item
+                .get(name_member)
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string();
             if kind == ResourceKind::AddonInstance {
                 // Known by the AddonName of its subscription.
                 if let Some(sub) = index.resolve(ResourceKind::AddonSubscription, &name) {
-                    name = index.identities(ResourceKind::AddonSubscription)[sub].name.clone();
+                    name = index.identities(ResourceKind::AddonSubscription)[sub]
+                        .name
+                        .clone();
                 }
             }
             let id = item
@@ -95,7 +108,11 @@ pub(crate) fn build_index(json: &Json, root: &Node, settings: &Settings, reporte
                 .unwrap_or_else(|| kind.derive_id(&name));
             let arn = Arn::new(&settings.region, &settings.account, kind, &id).to_string();
             let position = identities.len();
-            let mut aliases = vec![(name.clone(), name_member), (id.clone(), id_member), (arn.clone(), id_member)];
+            let mut aliases = vec![
+                (name.clone(), name_member),
+                (id.clone(), id_member),
+                (arn.clone(), id_member),
+            ];
             if kind == ResourceKind::RuleSet
                 && let Some(exported) = item.get("RuleSetArn").and_then(Json::as_str)
             {
@@ -113,7 +130,11 @@ pub(crate) fn build_index(json: &Json, root: &Node, settings: &Settings, reporte
                     } else {
                         format!("{alias:?} is already used")
                     };
-                    reporter.error(pos, &at, format!("duplicate {}: {what} by {section}[{other}]", kind.noun()));
+                    reporter.error(
+                        pos,
+                        &at,
+                        format!("duplicate {}: {what} by {section}[{other}]", kind.noun()),
+                    );
                 }
             }
             identities.push(Identity { name, id, arn });
@@ -128,7 +149,11 @@ pub(crate) fn check_references(references: &[Reference], index: &Index, reporter
         if index.resolve(r.kind, &r.value).is_some() {
             continue;
         }
-        let declared: Vec<&str> = index.identities(r.kind).iter().map(|i| i.name.as_str()).collect();
+        let declared: Vec<&str> = index
+            .identities(r.kind)
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
         let section = section(r.kind).0;
         let known = if declared.is_empty() {
             format!("none is declared under {section}")
@@ -138,14 +163,23 @@ pub(crate) fn check_references(references: &[Reference], index: &Index, reporter
         reporter.error(
             r.pos,
             &r.path,
-            format!("expected the name, id or ARN of {}; found {:?}, which names none ({known})", with_article(r.kind.noun()), r.value),
+            format!(
+                "expected the name, id or ARN of {}; found {:?}, which names none ({known})",
+                with_article(r.kind.noun()),
+                r.value
+            ),
         );
     }
 }
 
 /// Checks that do not fit the model's per-field constraints.
 pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter) {
-    let items = |section: &str| json.get(section).and_then(Json::as_array).cloned().unwrap_or_default();
+    let items = |section: &str| {
+        json.get(section)
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
 
     let mut listeners: HashMap<String, String> = HashMap::new();
     for (i, ip) in items("IngressPoints").iter().enumerate() {
@@ -164,7 +198,10 @@ pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter)
                     reporter.error(
                         locate(root, &path),
                         &at,
-                        format!("an ingress point of Type {ty} needs IngressPointConfiguration with {}", members.join(" or ")),
+                        format!(
+                            "an ingress point of Type {ty} needs IngressPointConfiguration with {}",
+                            members.join(" or ")
+                        ),
                     );
                 }
             }
@@ -178,36 +215,79 @@ pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter)
             }
             (None, None) => {}
         }
-        for (j, listen) in ip.get("Listen").and_then(Json::as_array).into_iter().flatten().enumerate() {
-            let Some(listen) = listen.as_str() else { continue };
+        for (j, listen) in ip
+            .get("Listen")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(listen) = listen.as_str() else {
+                continue;
+            };
             let at = format!("{path}.Listen[{j}]");
             if let Some(first) = listeners.insert(listen.to_string(), at.clone()) {
-                reporter.error(locate(root, &at), &at, format!("{listen} is already a listener of {first}"));
+                reporter.error(
+                    locate(root, &at),
+                    &at,
+                    format!("{listen} is already a listener of {first}"),
+                );
             }
         }
     }
 
     for (i, list) in items("AddressLists").iter().enumerate() {
-        for (j, member) in list.get("Members").and_then(Json::as_array).into_iter().flatten().enumerate() {
-            let Some(member) = member.as_str() else { continue };
+        for (j, member) in list
+            .get("Members")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(member) = member.as_str() else {
+                continue;
+            };
             if let Err(problem) = check_list_member(member) {
                 let at = format!("AddressLists[{i}].Members[{j}]");
-                reporter.error(locate(root, &at), &at, format!("expected {problem}; found {member:?}"));
+                reporter.error(
+                    locate(root, &at),
+                    &at,
+                    format!("expected {problem}; found {member:?}"),
+                );
             }
         }
     }
 
     for (i, rule_set) in items("RuleSets").iter().enumerate() {
-        for (j, rule) in rule_set.get("Rules").and_then(Json::as_array).into_iter().flatten().enumerate() {
+        for (j, rule) in rule_set
+            .get("Rules")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             for part in ["Conditions", "Unless"] {
-                for (k, condition) in rule.get(part).and_then(Json::as_array).into_iter().flatten().enumerate() {
-                    let Some(values) = condition.pointer("/IpExpression/Values").and_then(Json::as_array) else {
+                for (k, condition) in rule
+                    .get(part)
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let Some(values) = condition
+                        .pointer("/IpExpression/Values")
+                        .and_then(Json::as_array)
+                    else {
                         continue;
                     };
                     for (v, value) in values.iter().enumerate() {
-                        let Some(value) = value.as_str() else { continue };
+                        let Some(value) = value.as_str() else {
+                            continue;
+                        };
                         if parse_cidr(value).is_none() {
-                            let at = format!("RuleSets[{i}].Rules[{j}].{part}[{k}].IpExpression.Values[{v}]");
+                            let at = format!(
+                                "RuleSets[{i}].Rules[{j}].{part}[{k}].IpExpression.Values[{v}]"
+                            );
                             reporter.error(
                                 locate(root, &at),
                                 &at,
@@ -222,15 +302,21 @@ pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter)
 }
 
 fn with_article(noun: &str) -> String {
-    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {noun}")
 }
 
 /// A CIDR block; a bare address is its own /32 or /128.
 pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// An address list member: `local@domain`, or `*@domain` for every address
@@ -243,7 +329,9 @@ pub fn check_list_member(member: &str) -> Result<(), &'static str> {
         || domain.starts_with('.')
         || domain.ends_with('.')
         || domain.contains("..")
-        || domain.chars().any(|c| c.is_whitespace() || matches!(c, '@' | '<' | '>' | ',' | ';' | '[' | ']'));
+        || domain
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '@' | '<' | '>' | ',' | ';' | '[' | ']'));
     if local.is_empty() || bad_domain || member.chars().any(char::is_control) {
         return Err("an address (local@domain) or *@domain");
     }

@@ -27,7 +27,9 @@ pub(crate) struct Reference {
 /// Which members hold references, by structure shape and member.
 fn reference_kind(structure: &str, member: &str) -> Option<ResourceKind> {
     Some(match (structure, member) {
-        ("RuleIsInAddressList" | "IngressIsInAddressList", "AddressLists") => ResourceKind::AddressList,
+        ("RuleIsInAddressList" | "IngressIsInAddressList", "AddressLists") => {
+            ResourceKind::AddressList
+        }
         ("Analysis" | "IngressAnalysis", "Analyzer") => ResourceKind::AddonInstance,
         ("RelayAction", "Relay") => ResourceKind::Relay,
         ("ArchiveAction", "TargetArchive") => ResourceKind::Archive,
@@ -98,19 +100,32 @@ impl<'r, 'a> Validator<'r, 'a> {
             } else {
                 format!("a mapping ({})", shape.name)
             };
-            self.error(node.pos, path, format!("expected {what}; found {}", node.describe()));
+            self.error(
+                node.pos,
+                path,
+                format!("expected {what}; found {}", node.describe()),
+            );
             return None;
         };
         let mut out = Map::new();
         let mut present = Vec::new();
         for (key, value) in entries {
             let Value::Scalar { text: name, .. } = &key.value else {
-                self.error(key.pos, path, format!("expected a member name; found {}", key.describe()));
+                self.error(
+                    key.pos,
+                    path,
+                    format!("expected a member name; found {}", key.describe()),
+                );
                 continue;
             };
             let Some(member) = shape.member(name) else {
-                let mut message = format!("unknown member {name:?}; expected one of {}", member_names(shape));
-                if let Some(near) = did_you_mean(name, shape.members.iter().map(|m| m.name.as_str())) {
+                let mut message = format!(
+                    "unknown member {name:?}; expected one of {}",
+                    member_names(shape)
+                );
+                if let Some(near) =
+                    did_you_mean(name, shape.members.iter().map(|m| m.name.as_str()))
+                {
                     message += &format!(" (did you mean {near:?}?)");
                 }
                 let at = join(path, name);
@@ -141,14 +156,21 @@ impl<'r, 'a> Validator<'r, 'a> {
                 self.error(
                     node.pos,
                     path,
-                    format!("expected exactly one of {}; found {found}", member_names(shape)),
+                    format!(
+                        "expected exactly one of {}; found {found}",
+                        member_names(shape)
+                    ),
                 );
             }
         } else {
             for member in shape.members.iter().filter(|m| m.required) {
                 if !present.contains(&member.name.as_str()) {
                     let at = join(path, &member.name);
-                    self.error(node.pos, &at, format!("missing required member {:?}", member.name));
+                    self.error(
+                        node.pos,
+                        &at,
+                        format!("missing required member {:?}", member.name),
+                    );
                 }
             }
         }
@@ -157,7 +179,11 @@ impl<'r, 'a> Validator<'r, 'a> {
 
     fn list(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
         let Value::Seq(items) = &node.value else {
-            self.error(node.pos, path, format!("expected a list; found {}", node.describe()));
+            self.error(
+                node.pos,
+                path,
+                format!("expected a list; found {}", node.describe()),
+            );
             return None;
         };
         let (max, quota) = match self.quotas.get(shape.name.as_str()) {
@@ -166,7 +192,11 @@ impl<'r, 'a> Validator<'r, 'a> {
         };
         let n = items.len() as f64;
         if shape.min.is_some_and(|min| n < min) || max.is_some_and(|max| n > max) {
-            let mut message = format!("expected {}; found {}", size_range(shape.min, max, "item"), items.len());
+            let mut message = format!(
+                "expected {}; found {}",
+                size_range(shape.min, max, "item"),
+                items.len()
+            );
             let over = max.is_some_and(|max| n > max);
             if let (true, Some(quota)) = (over, quota.or(quota_for_shape(&shape.name))) {
                 message += &format!(" (the {quota} quota; raise it with Server.Quotas.{quota})");
@@ -188,7 +218,11 @@ impl<'r, 'a> Validator<'r, 'a> {
 
     fn map(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
         let Value::Map(entries) = &node.value else {
-            self.error(node.pos, path, format!("expected a mapping; found {}", node.describe()));
+            self.error(
+                node.pos,
+                path,
+                format!("expected a mapping; found {}", node.describe()),
+            );
             return None;
         };
         let key_shape = shape.key.as_deref().expect("map key");
@@ -225,7 +259,10 @@ impl<'r, 'a> Validator<'r, 'a> {
         }
         let best = match &node.value {
             Value::Map(_) => shape.alternatives.iter().find(|a| {
-                matches!(self.schema.shape(a).kind, Kind::Structure | Kind::Union | Kind::Map)
+                matches!(
+                    self.schema.shape(a).kind,
+                    Kind::Structure | Kind::Union | Kind::Map
+                )
             }),
             Value::Seq(_) => shape
                 .alternatives
@@ -245,17 +282,30 @@ impl<'r, 'a> Validator<'r, 'a> {
             }
             None => {
                 let names = shape.alternatives.join(" or ");
-                self.error(node.pos, path, format!("expected {names}; found {}", node.describe()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected {names}; found {}", node.describe()),
+                );
                 None
             }
         }
     }
 
-    fn scalar<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> Option<(&'n str, bool)> {
+    fn scalar<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        expected: &str,
+    ) -> Option<(&'n str, bool)> {
         match &node.value {
             Value::Scalar { text, plain } if !node.is_null() => Some((text.as_str(), *plain)),
             _ => {
-                self.error(node.pos, path, format!("expected {expected}; found {}", node.describe()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected {expected}; found {}", node.describe()),
+                );
                 None
             }
         }
@@ -277,8 +327,13 @@ impl<'r, 'a> Validator<'r, 'a> {
         };
         if !shape.enum_values.is_empty() {
             if !shape.enum_values.iter().any(|v| v == text) {
-                let mut message = format!("expected one of {}; found {}", shape.enum_values.join(", "), shown(text));
-                if let Some(near) = did_you_mean(text, shape.enum_values.iter().map(String::as_str)) {
+                let mut message = format!(
+                    "expected one of {}; found {}",
+                    shape.enum_values.join(", "),
+                    shown(text)
+                );
+                if let Some(near) = did_you_mean(text, shape.enum_values.iter().map(String::as_str))
+                {
                     message += &format!(" (did you mean {near:?}?)");
                 }
                 self.error(node.pos, path, message);
@@ -292,7 +347,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             self.error(
                 node.pos,
                 path,
-                format!("expected {}; found {}", size_range(shape.min, shape.max, "character"), length),
+                format!(
+                    "expected {}; found {}",
+                    size_range(shape.min, shape.max, "character"),
+                    length
+                ),
             );
             ok = false;
         }
@@ -302,14 +361,22 @@ impl<'r, 'a> Validator<'r, 'a> {
             self.error(
                 node.pos,
                 path,
-                format!("expected text matching {pattern} ({}); found {}", shape.name, shown(text)),
+                format!(
+                    "expected text matching {pattern} ({}); found {}",
+                    shape.name,
+                    shown(text)
+                ),
             );
             ok = false;
         }
         if let Some(format) = &shape.format
             && let Err(problem) = check_format(format, text)
         {
-            self.error(node.pos, path, format!("expected {problem}; found {}", shown(text)));
+            self.error(
+                node.pos,
+                path,
+                format!("expected {problem}; found {}", shown(text)),
+            );
             ok = false;
         }
         if ok && let Some(kind) = self.reference {
@@ -324,9 +391,9 @@ impl<'r, 'a> Validator<'r, 'a> {
     }
 
     fn pattern(&mut self, pattern: &str) -> &Regex {
-        self.patterns
-            .entry(pattern.to_string())
-            .or_insert_with(|| Regex::new(&format!("^(?:{pattern})$")).expect("model pattern compiles"))
+        self.patterns.entry(pattern.to_string()).or_insert_with(|| {
+            Regex::new(&format!("^(?:{pattern})$")).expect("model pattern compiles")
+        })
     }
 
     fn number(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
@@ -341,7 +408,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             text.parse::<f64>().ok().filter(|v| v.is_finite())
         };
         let Some(value) = value else {
-            self.error(node.pos, path, format!("expected {expected}; found {}", node.describe()));
+            self.error(
+                node.pos,
+                path,
+                format!("expected {expected}; found {}", node.describe()),
+            );
             return None;
         };
         let (min, max) = match shape.kind {
@@ -355,7 +426,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             self.error(
                 node.pos,
                 path,
-                format!("expected {expected} from {} to {}; found {text}", fmt_num(min), fmt_num(max)),
+                format!(
+                    "expected {expected} from {} to {}; found {text}",
+                    fmt_num(min),
+                    fmt_num(max)
+                ),
             );
             return None;
         }
@@ -372,7 +447,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             (true, "true" | "True" | "TRUE") => Some(Json::Bool(true)),
             (true, "false" | "False" | "FALSE") => Some(Json::Bool(false)),
             _ => {
-                self.error(node.pos, path, format!("expected true or false; found {}", node.describe()));
+                self.error(
+                    node.pos,
+                    path,
+                    format!("expected true or false; found {}", node.describe()),
+                );
                 None
             }
         }
@@ -386,7 +465,10 @@ impl<'r, 'a> Validator<'r, 'a> {
                 self.error(
                     node.pos,
                     path,
-                    format!("expected epoch seconds or an RFC 3339 timestamp; found {}", node.describe()),
+                    format!(
+                        "expected epoch seconds or an RFC 3339 timestamp; found {}",
+                        node.describe()
+                    ),
                 );
                 None
             }
@@ -400,7 +482,9 @@ pub(crate) fn quota_for_shape(shape: &str) -> Option<&'static str> {
         "Rules" => "RulesPerRuleSet",
         "RuleConditions" => "ConditionsPerRule",
         "RuleActions" => "ActionsPerRule",
-        "RuleStringList" | "RuleIpValueList" | "RuleVerdictValueList" | "RuleDmarcValueList" => "ValuesPerCondition",
+        "RuleStringList" | "RuleIpValueList" | "RuleVerdictValueList" | "RuleDmarcValueList" => {
+            "ValuesPerCondition"
+        }
         _ => return None,
     })
 }
@@ -420,7 +504,12 @@ fn check_format(format: &str, text: &str) -> Result<(), &'static str> {
 }
 
 fn member_names(shape: &Shape) -> String {
-    shape.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+    shape
+        .members
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn push_field(path: &mut String, name: &str) {
@@ -437,7 +526,13 @@ pub(crate) fn join(path: &str, name: &str) -> String {
 }
 
 fn size_range(min: Option<f64>, max: Option<f64>, unit: &str) -> String {
-    let plural = |n: f64| if n == 1.0 { unit.to_string() } else { format!("{unit}s") };
+    let plural = |n: f64| {
+        if n == 1.0 {
+            unit.to_string()
+        } else {
+            format!("{unit}s")
+        }
+    };
     match (min, max) {
         (Some(a), Some(b)) if a == b => format!("exactly {} {}", fmt_num(a), plural(a)),
         (Some(a), Some(b)) => format!("{} to {} {}", fmt_num(a), fmt_num(b), plural(b)),

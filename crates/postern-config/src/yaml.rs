@@ -155,7 +155,9 @@ impl<'a> Builder<'a> {
         if self.nodes > MAX_NODES {
             return Err(YamlError {
                 pos,
-                message: format!("document too large: more than {MAX_NODES} nodes after expanding aliases"),
+                message: format!(
+                    "document too large: more than {MAX_NODES} nodes after expanding aliases"
+                ),
             });
         }
         Ok(())
@@ -176,10 +178,14 @@ impl<'a> Builder<'a> {
                 anchor,
             ),
             Event::Alias(id) => {
-                let size = self.anchors.get(&id).map(size_of).ok_or_else(|| YamlError {
-                    pos,
-                    message: "invalid YAML: alias to an unknown anchor".into(),
-                })?;
+                let size = self
+                    .anchors
+                    .get(&id)
+                    .map(size_of)
+                    .ok_or_else(|| YamlError {
+                        pos,
+                        message: "invalid YAML: alias to an unknown anchor".into(),
+                    })?;
                 self.count(size, pos)?;
                 let node = self.anchors[&id].clone();
                 return Ok(Node { pos, ..node });
@@ -259,9 +265,20 @@ mod tests {
         let doc = parse("a:\n  b: [1, \"x\"]\n").unwrap();
         let b = doc.root.get("a").unwrap().get("b").unwrap();
         assert_eq!(b.pos, Pos { line: 2, column: 6 });
-        let Value::Seq(items) = &b.value else { panic!() };
-        assert_eq!(items[1].pos, Pos { line: 2, column: 10 });
-        assert!(matches!(&items[1].value, Value::Scalar { plain: false, .. }));
+        let Value::Seq(items) = &b.value else {
+            panic!()
+        };
+        assert_eq!(
+            items[1].pos,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
+        assert!(matches!(
+            &items[1].value,
+            Value::Scalar { plain: false, .. }
+        ));
     }
 
     #[test]
@@ -288,7 +305,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..9 {
             let p = i - 1;
-            text += &format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n");
+            text += &format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            );
         }
         assert!(parse(&text).err().unwrap().message.contains("too large"));
     }

@@ -30,7 +30,8 @@ IngressPoints:
 Archives:
   - ArchiveName: compliance
 "#;
-    let config = parse_config("postern.yaml", text, &|_| Err("no".into())).unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        parse_config("postern.yaml", text, &|_| Err("no".into())).unwrap_or_else(|e| panic!("{e}"));
     println!("{}", config.summary());
     assert_eq!(config.rule_sets().count(), 1);
 }

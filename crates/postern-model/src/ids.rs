@@ -184,9 +184,17 @@ mod tests {
 
     #[test]
     fn arn_round_trip() {
-        let arn = Arn::new("eu-west-1", "123456789012", ResourceKind::AddonInstance, "ai-x1");
+        let arn = Arn::new(
+            "eu-west-1",
+            "123456789012",
+            ResourceKind::AddonInstance,
+            "ai-x1",
+        );
         let text = arn.to_string();
-        assert_eq!(text, "arn:aws:ses:eu-west-1:123456789012:addon-instance/ai-x1");
+        assert_eq!(
+            text,
+            "arn:aws:ses:eu-west-1:123456789012:addon-instance/ai-x1"
+        );
         assert_eq!(Arn::parse(&text), Some(arn));
         assert_eq!(Arn::parse("arn:aws:sns:eu-west-1:123456789012:topic"), None);
         assert_eq!(Arn::parse("arn:aws:ses:eu-west-1:1:unknown/x"), None);

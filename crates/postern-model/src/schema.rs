@@ -159,7 +159,11 @@ fn build_shape(name: &str, spec: &Value, raw: &serde_json::Map<String, Value>) -
         pattern: spec["pattern"].as_str().map(str::to_string),
         enum_values: spec["enum"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         sensitive: spec["sensitive"].as_bool().unwrap_or(false),
         format: spec["format"].as_str().map(str::to_string),
@@ -178,7 +182,11 @@ fn build_shape(name: &str, spec: &Value, raw: &serde_json::Map<String, Value>) -
         key: spec["key"]["shape"].as_str().map(str::to_string),
         alternatives: spec["alternatives"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v["shape"].as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v["shape"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -200,7 +208,10 @@ mod tests {
                 .chain(shape.key.as_deref())
                 .chain(shape.alternatives.iter().map(String::as_str));
             for r in refs {
-                assert!(schema.try_shape(r).is_some(), "{name} refers to missing {r}");
+                assert!(
+                    schema.try_shape(r).is_some(),
+                    "{name} refers to missing {r}"
+                );
             }
         }
     }

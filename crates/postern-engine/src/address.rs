@@ -1,0 +1,66 @@
+//! Addresses compared as addresses: `local@domain`, without display name,
+//! angle brackets or quoting, in lower case, with an internationalized
+//! domain in its Unicode form so that `bücher.example` and
+//! `xn--bcher-kva.example` are the same domain.
+
+/// Normalizes an address (or a fragment of one, as a rule value may be).
+pub fn normalize(text: &str) -> String {
+    let text = text.trim();
+    let text = text
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(text);
+    let lowered = text.to_lowercase();
+    if !lowered.contains("xn--") {
+        return lowered;
+    }
+    match lowered.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", unicode_domain(domain)),
+        None => unicode_domain(&lowered),
+    }
+}
+
+/// Decodes each `xn--` label; other labels are left as they are, so a
+/// fragment such as `.xn--bcher-kva.example` decodes too.
+fn unicode_domain(domain: &str) -> String {
+    domain
+        .split('.')
+        .map(|label| {
+            if label.starts_with("xn--") {
+                let (decoded, result) = idna::domain_to_unicode(label);
+                if result.is_ok() {
+                    return decoded;
+                }
+            }
+            label.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The domain of a normalized address, if it has one.
+pub fn domain_of(address: &str) -> Option<&str> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_brackets_and_idn() {
+        assert_eq!(normalize("<Bob@Example.COM>"), "bob@example.com");
+        assert_eq!(
+            normalize("user@XN--BCHER-KVA.example"),
+            "user@bücher.example"
+        );
+        assert_eq!(normalize("user@bücher.example"), "user@bücher.example");
+        assert_eq!(normalize(".xn--bcher-kva.example"), ".bücher.example");
+        assert_eq!(normalize("bob+tag@example.com"), "bob+tag@example.com");
+        assert_eq!(domain_of("bob@example.com"), Some("example.com"));
+        assert_eq!(domain_of("bob"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The values conditions look at, taken from the message once, normalized
+//! once (lower case, addresses as addresses, headers decoded and unfolded).
+
+use crate::address::normalize;
+use crate::envelope::Envelope;
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
+
+/// The parser configuration the engine expects: address headers parsed as
+/// addresses, every other header decoded (RFC 2047) and unfolded.
+pub fn message_parser() -> MessageParser {
+    MessageParser::new()
+        .with_address_headers()
+        .with_mime_headers()
+        .with_date_headers()
+        .with_message_ids()
+        .header_text(HeaderName::Subject)
+        .default_header_text()
+}
+
+/// A string attribute a condition can evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Attr {
+    MailFrom,
+    Helo,
+    Recipient,
+    Sender,
+    From,
+    Subject,
+    To,
+    Cc,
+    /// An X- header, by index into the compiled set's header names.
+    Header(u16),
+    /// An add-on result, by index into the compiled set's analysis keys.
+    Analysis(u16),
+    ClientCertificate(postern_model::RuleClientCertificateAttribute),
+}
+
+impl Attr {
+    pub(crate) fn of(a: postern_model::RuleStringEmailAttribute) -> Attr {
+        use postern_model::RuleStringEmailAttribute as A;
+        match a {
+            A::MailFrom => Attr::MailFrom,
+            A::Helo => Attr::Helo,
+            A::Recipient => Attr::Recipient,
+            A::Sender => Attr::Sender,
+            A::From => Attr::From,
+            A::Subject => Attr::Subject,
+            A::To => Attr::To,
+            A::Cc => Attr::Cc,
+        }
+    }
+}
+
+/// What a compiled set of conditions needs from a message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Needs {
+    pub headers: Vec<String>,
+    pub addresses: bool,
+    pub subject: bool,
+    pub read_receipt: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub(crate) mail_from: Vec<String>,
+    pub(crate) helo: Vec<String>,
+    pub(crate) sender: Vec<String>,
+    pub(crate) from: Vec<String>,
+    pub(crate) subject: Vec<String>,
+    pub(crate) to: Vec<String>,
+    pub(crate) cc: Vec<String>,
+    pub(crate) headers: Vec<Vec<String>>,
+    pub(crate) read_receipt: bool,
+    pub(crate) size: u64,
+}
+
+impl Facts {
+    pub(crate) fn extract(
+        envelope: &Envelope,
+        message: &Message,
+        size: u64,
+        needs: &Needs,
+    ) -> Facts {
+        let mut facts = Facts {
+            size,
+            headers: vec![Vec::new(); needs.headers.len()],
+            ..Facts::default()
+        };
+        if !envelope.mail_from.is_empty() {
+            facts.mail_from.push(normalize(&envelope.mail_from));
+        }
+        if let Some(helo) = &envelope.helo {
+            facts.helo.push(helo.trim().to_lowercase());
+        }
+        for header in message.headers() {
+            match &header.name {
+                HeaderName::From if needs.addresses => addresses(&header.value, &mut facts.from),
+                HeaderName::Sender if needs.addresses => {
+                    addresses(&header.value, &mut facts.sender)
+                }
+                HeaderName::To if needs.addresses => addresses(&header.value, &mut facts.to),
+                HeaderName::Cc if needs.addresses => addresses(&header.value, &mut facts.cc),
+                HeaderName::Subject if needs.subject => text(&header.value, &mut facts.subject),
+                HeaderName::DispositionNotificationTo => facts.read_receipt = true,
+                name => {
+                    let name = name.as_str();
+                    if needs.read_receipt && name.eq_ignore_ascii_case("Return-Receipt-To") {
+                        facts.read_receipt = true;
+                    }
+                    if let Some(i) = needs
+                        .headers
+                        .iter()
+                        .position(|h| h.eq_ignore_ascii_case(name))
+                    {
+                        text(&header.value, &mut facts.headers[i]);
+                    }
+                }
+            }
+        }
+        facts
+    }
+
+    pub(crate) fn candidates(&self, attr: Attr) -> &[String] {
+        match attr {
+            Attr::MailFrom => &self.mail_from,
+            Attr::Helo => &self.helo,
+            Attr::Sender => &self.sender,
+            Attr::From => &self.from,
+            Attr::Subject => &self.subject,
+            Attr::To => &self.to,
+            Attr::Cc => &self.cc,
+            Attr::Header(i) => &self.headers[i as usize],
+            // Per recipient, per add-on and per certificate values live elsewhere.
+            Attr::Recipient | Attr::Analysis(_) | Attr::ClientCertificate(_) => &[],
+        }
+    }
+}
+
+fn addresses(value: &HeaderValue, out: &mut Vec<String>) {
+    let before = out.len();
+    match value {
+        HeaderValue::Address(Address::List(list)) => {
+            out.extend(
+                list.iter()
+                    .filter_map(|a| a.address.as_deref())
+                    .map(normalize),
+            );
+        }
+        HeaderValue::Address(Address::Group(groups)) => {
+            for group in groups {
+                out.extend(
+                    group
+                        .addresses
+                        .iter()
+                        .filter_map(|a| a.address.as_deref())
+                        .map(normalize),
+                );
+            }
+        }
+        _ => {}
+    }
+    // A header with no address in it is matched by its text, so that a
+    // malformed From cannot slip past a rule.
+    if out.len() == before {
+        let mut raw = Vec::new();
+        text(value, &mut raw);
+        out.extend(raw.into_iter().filter(|t| !t.is_empty()));
+    }
+}
+
+fn text(value: &HeaderValue, out: &mut Vec<String>) {
+    match value {
+        HeaderValue::Text(t) => out.push(t.trim().to_lowercase()),
+        HeaderValue::TextList(list) => out.push(list.join(", ").trim().to_lowercase()),
+        HeaderValue::Address(Address::List(list)) => {
+            let parts: Vec<String> = list
+                .iter()
+                .map(|a| match (&a.name, &a.address) {
+                    (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+                    (None, Some(addr)) => addr.to_string(),
+                    (Some(n), None) => n.to_string(),
+                    (None, None) => String::new(),
+                })
+                .collect();
+            out.push(parts.join(", ").to_lowercase());
+        }
+        HeaderValue::Empty => out.push(String::new()),
+        _ => {}
+    }
+}
