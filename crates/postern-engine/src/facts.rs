@@ -92,7 +92,9 @@ impl Facts {
         if let Some(helo) = &envelope.helo {
             facts.helo.push(helo.trim().to_lowercase());
         }
-        for header in message.headers() {
+        // A message mail-parser could make nothing of has no parts at all.
+        let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
+        for header in headers {
             match &header.name {
                 HeaderName::From if needs.addresses => addresses(&header.value, &mut facts.from),
                 HeaderName::Sender if needs.addresses => {

@@ -1,1 +1,35 @@
-fn main() {}
+//! The `postern` command.
+//!
+//! # Layout
+//! - `cmd/check.rs`: `postern check`, validate a config.
+//! - `cmd/test.rs`: `postern test`, run rule test files.
+//! - `rule_test/`: the rule test runner (`case.rs` turns a case into engine
+//!   inputs, `outcome.rs` runs it and compares, `junit.rs` writes reports).
+
+mod cmd;
+mod rule_test;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Postern: an inbound email gateway with the Amazon SES Mail Manager model.
+#[derive(Parser)]
+#[command(name = "postern", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Check(cmd::check::CheckArgs),
+    Test(cmd::test::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Test(args) => cmd::test::run(args),
+    }
+}
