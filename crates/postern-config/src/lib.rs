@@ -197,7 +197,7 @@ pub fn parse_config(
         }
     };
     for e in &doc.errors {
-        reporter.error(e.pos, "", e.message.clone());
+        reporter.error(e.pos, &e.path, e.message.clone());
     }
     let root = &doc.root;
     if root.is_null() {
@@ -360,7 +360,7 @@ pub fn parse_document<T: DeserializeOwned>(
         }
     };
     for e in &doc.errors {
-        reporter.error(e.pos, "", e.message.clone());
+        reporter.error(e.pos, &e.path, e.message.clone());
     }
     let json = Validator::new(&mut reporter).check(&doc.root, shape, &mut String::new());
     let diagnostics = reporter.finish();

@@ -118,11 +118,18 @@ pub(crate) fn build_index(
             {
                 aliases.push((exported.to_string(), "RuleSetArn"));
             }
+            // One report per resource: a derived id (and every ARN) collides
+            // whenever the name or id it comes from does.
+            let mut reported = false;
             for (alias, member) in aliases {
                 if alias.is_empty() {
                     continue;
                 }
                 if let Some(other) = index.add_alias(kind, &alias, position) {
+                    if reported {
+                        continue;
+                    }
+                    reported = true;
                     let at = format!("{path}.{member}");
                     let pos = locate(root, &at);
                     let what = if kind == ResourceKind::AddonInstance && member == name_member {

@@ -40,6 +40,16 @@ fn reference_kind(structure: &str, member: &str) -> Option<ResourceKind> {
     })
 }
 
+/// Members a config may write more broadly than the model's shape allows.
+fn member_shape(structure: &str, member: &str) -> Option<&'static str> {
+    match (structure, member) {
+        // postern.json: "AddonSubscriptionId may name the subscription by id,
+        // ARN or AddonName", but the AWS shape's pattern (as-...) admits ids only.
+        ("ConfigAddonInstance", "AddonSubscriptionId") => Some("NameOrArn"),
+        _ => None,
+    }
+}
+
 /// A list shape whose maximum is a quota, with the quota's name.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Quota {
@@ -140,7 +150,8 @@ impl<'r, 'a> Validator<'r, 'a> {
             let mark = path.len();
             push_field(path, name);
             self.reference = reference_kind(&shape.name, name);
-            if let Some(v) = self.check(value, &member.shape, path) {
+            let member_shape = member_shape(&shape.name, name).unwrap_or(&member.shape);
+            if let Some(v) = self.check(value, member_shape, path) {
                 out.insert(name.clone(), v);
             }
             self.reference = None;
@@ -311,7 +322,7 @@ impl<'r, 'a> Validator<'r, 'a> {
         }
     }
 
-    fn string(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
+    fn string(&mut self, node: &Node, shape: &Shape, path: &str) -> Option<Json> {
         let expected = if shape.enum_values.is_empty() {
             "a string"
         } else {
@@ -383,7 +394,7 @@ impl<'r, 'a> Validator<'r, 'a> {
             self.references.push(Reference {
                 kind,
                 value: text.to_string(),
-                path: path.clone(),
+                path: path.to_string(),
                 pos: node.pos,
             });
         }
@@ -391,12 +402,12 @@ impl<'r, 'a> Validator<'r, 'a> {
     }
 
     fn pattern(&mut self, pattern: &str) -> &Regex {
-        self.patterns.entry(pattern.to_string()).or_insert_with(|| {
-            Regex::new(&format!("^(?:{pattern})$")).expect("model pattern compiles")
-        })
+        self.patterns
+            .entry(pattern.to_string())
+            .or_insert_with(|| compile_pattern(pattern))
     }
 
-    fn number(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
+    fn number(&mut self, node: &Node, shape: &Shape, path: &str) -> Option<Json> {
         let integer = shape.kind != Kind::Double;
         let expected = if integer { "an integer" } else { "a number" };
         let (text, plain) = self.scalar(node, path, expected)?;
@@ -408,10 +419,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             text.parse::<f64>().ok().filter(|v| v.is_finite())
         };
         let Some(value) = value else {
+            let quoted = !plain && text.trim().parse::<f64>().is_ok();
             self.error(
                 node.pos,
                 path,
-                format!("expected {expected}; found {}", node.describe()),
+                format!("expected {expected}; found {}", found_scalar(node, quoted)),
             );
             return None;
         };
@@ -441,23 +453,27 @@ impl<'r, 'a> Validator<'r, 'a> {
         })
     }
 
-    fn boolean(&mut self, node: &Node, path: &mut String) -> Option<Json> {
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<Json> {
         let (text, plain) = self.scalar(node, path, "true or false")?;
         match (plain, text) {
             (true, "true" | "True" | "TRUE") => Some(Json::Bool(true)),
             (true, "false" | "False" | "FALSE") => Some(Json::Bool(false)),
             _ => {
+                let quoted = !plain && matches!(text, "true" | "false");
                 self.error(
                     node.pos,
                     path,
-                    format!("expected true or false; found {}", node.describe()),
+                    format!(
+                        "expected true or false; found {}",
+                        found_scalar(node, quoted)
+                    ),
                 );
                 None
             }
         }
     }
 
-    fn timestamp(&mut self, node: &Node, path: &mut String) -> Option<Json> {
+    fn timestamp(&mut self, node: &Node, path: &str) -> Option<Json> {
         let (text, _) = self.scalar(node, path, "a timestamp")?;
         match postern_model::Timestamp::parse(text) {
             Some(t) => Some(serde_json::to_value(t).expect("timestamp serializes")),
@@ -474,6 +490,41 @@ impl<'r, 'a> Validator<'r, 'a> {
             }
         }
     }
+}
+
+/// A model pattern as a regex matching the whole value. The model's patterns
+/// are ECMA-262 (Smithy), where `\d` and `\w` are ASCII; the regex crate reads
+/// them as Unicode classes, which accept more than AWS does and, repeated
+/// (`[\w\-]{1,256}` in SnsTopicArn), exceed the regex size limit.
+pub(crate) fn compile_pattern(pattern: &str) -> Regex {
+    let mut ascii = String::with_capacity(pattern.len());
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('d') if in_class => ascii.push_str("0-9"),
+                Some('d') => ascii.push_str("[0-9]"),
+                Some('w') if in_class => ascii.push_str("0-9A-Za-z_"),
+                Some('w') => ascii.push_str("[0-9A-Za-z_]"),
+                Some(other) => {
+                    ascii.push('\\');
+                    ascii.push(other);
+                }
+                None => ascii.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                ascii.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                ascii.push(c);
+            }
+            _ => ascii.push(c),
+        }
+    }
+    Regex::new(&format!("^(?:{ascii})$")).expect("model pattern compiles")
 }
 
 /// The quota a list shape's maximum stands for, by the name `Server.Quotas` uses.
@@ -500,6 +551,19 @@ fn check_format(format: &str, text: &str) -> Result<(), &'static str> {
             .map(|_| ())
             .map_err(|_| "an address and port such as 127.0.0.1:2525 or [::1]:2525"),
         _ => Ok(()),
+    }
+}
+
+/// What was found where a number or boolean was expected; a quoted one is
+/// a string in YAML, which is worth saying.
+fn found_scalar(node: &Node, quoted: bool) -> String {
+    if quoted {
+        format!(
+            "the quoted string {} (write it without quotes)",
+            node.describe()
+        )
+    } else {
+        node.describe()
     }
 }
 
@@ -547,5 +611,32 @@ fn fmt_num(n: f64) -> String {
         format!("{}", n as i64)
     } else {
         format!("{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_pattern_compiles() {
+        let schema = Schema::get();
+        for name in schema.names() {
+            if let Some(pattern) = &schema.shape(name).pattern {
+                compile_pattern(pattern);
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_use_ecma_ascii_classes() {
+        let sns = compile_pattern(
+            r"arn:(aws|aws-cn|aws-us-gov|aws-eusc):sns:[a-z0-9-]+:\d{12}:[\w\-]{1,256}",
+        );
+        assert!(sns.is_match("arn:aws:sns:us-east-1:123456789012:mail-events_1"));
+        assert!(!sns.is_match("arn:aws:sns:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:mail-events"));
+        assert!(!sns.is_match("arn:aws:sns:us-east-1:123456789012:événements"));
+        assert!(compile_pattern(r"a-[\w]{1,64}").is_match("a-x_1"));
+        assert!(compile_pattern(r"[\P{C}\s]*").is_match("-----BEGIN-----\nü\n"));
     }
 }

@@ -49,6 +49,7 @@ impl Node {
         match &self.value {
             _ if self.is_null() => "null".into(),
             Value::Scalar { text, .. } => format!("{text:?}"),
+            Value::Seq(items) if items.len() == 1 => "a list of 1 item".into(),
             Value::Seq(items) => format!("a list of {} items", items.len()),
             Value::Map(_) => "a mapping".into(),
         }
@@ -69,6 +70,8 @@ impl Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct YamlError {
     pub pos: Pos,
+    /// The field path of a duplicate key; empty for syntax errors.
+    pub path: String,
     pub message: String,
 }
 
@@ -87,6 +90,7 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
         anchors: HashMap::new(),
         errors: Vec::new(),
         nodes: 0,
+        path: String::new(),
     };
     let mut root = None;
     loop {
@@ -98,6 +102,7 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
                 if root.is_some() {
                     return Err(YamlError {
                         pos: Pos::of(span),
+                        path: String::new(),
                         message: "expected a single YAML document; found a second one".into(),
                     });
                 }
@@ -107,6 +112,7 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
             other => {
                 return Err(YamlError {
                     pos: Pos::of(span),
+                    path: String::new(),
                     message: format!("unexpected YAML event {other:?}"),
                 });
             }
@@ -130,6 +136,8 @@ struct Builder<'a> {
     anchors: HashMap<usize, Node>,
     errors: Vec<YamlError>,
     nodes: usize,
+    /// The field path of the node being built, as the validator writes it.
+    path: String,
 }
 
 impl<'a> Builder<'a> {
@@ -141,10 +149,12 @@ impl<'a> Builder<'a> {
                     line: error.marker().line(),
                     column: error.marker().col() + 1,
                 },
+                path: String::new(),
                 message: format!("invalid YAML: {}", error.info()),
             }),
             None => Err(YamlError {
                 pos: Pos::default(),
+                path: String::new(),
                 message: "invalid YAML: unexpected end of input".into(),
             }),
         }
@@ -155,6 +165,7 @@ impl<'a> Builder<'a> {
         if self.nodes > MAX_NODES {
             return Err(YamlError {
                 pos,
+                path: String::new(),
                 message: format!(
                     "document too large: more than {MAX_NODES} nodes after expanding aliases"
                 ),
@@ -184,6 +195,7 @@ impl<'a> Builder<'a> {
                     .map(size_of)
                     .ok_or_else(|| YamlError {
                         pos,
+                        path: String::new(),
                         message: "invalid YAML: alias to an unknown anchor".into(),
                     })?;
                 self.count(size, pos)?;
@@ -197,7 +209,11 @@ impl<'a> Builder<'a> {
                     if matches!(event, Event::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(event, span)?);
+                    let mark = self.path.len();
+                    self.path.push_str(&format!("[{}]", items.len()));
+                    let item = self.node(event, span);
+                    self.path.truncate(mark);
+                    items.push(item?);
                 }
                 (
                     Node {
@@ -216,12 +232,24 @@ impl<'a> Builder<'a> {
                     }
                     let key = self.node(event, span)?;
                     let (event, span) = self.next()?;
-                    let value = self.node(event, span)?;
-                    if entries.iter().any(|(k, _)| k.value == key.value) {
+                    let first = entries.iter().find(|(k, _)| k.value == key.value);
+                    let duplicate = first.map(|(k, _)| k.pos.line);
+                    let mark = self.path.len();
+                    push_key(&mut self.path, &key);
+                    if let Some(line) = duplicate {
                         self.errors.push(YamlError {
                             pos: key.pos,
-                            message: format!("duplicate key {}", key.describe()),
+                            path: self.path.clone(),
+                            message: format!(
+                                "duplicate key {} (first given on line {line})",
+                                key.describe()
+                            ),
                         });
+                    }
+                    let value = self.node(event, span);
+                    self.path.truncate(mark);
+                    let value = value?;
+                    if duplicate.is_some() {
                         continue;
                     }
                     entries.push((key, value));
@@ -237,6 +265,7 @@ impl<'a> Builder<'a> {
             other => {
                 return Err(YamlError {
                     pos,
+                    path: String::new(),
                     message: format!("unexpected YAML event {other:?}"),
                 });
             }
@@ -245,6 +274,24 @@ impl<'a> Builder<'a> {
             self.anchors.insert(anchor, node.clone());
         }
         Ok(node)
+    }
+}
+
+/// Appends a mapping key to a field path the way the validator writes it:
+/// `.Name` for a member name, `["key"]` for other keys (keys of map shapes).
+fn push_key(path: &mut String, key: &Node) {
+    match &key.value {
+        Value::Scalar { text, .. }
+            if text.starts_with(|c: char| c.is_ascii_alphabetic())
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(text);
+        }
+        Value::Scalar { text, .. } => path.push_str(&format!("[{text:?}]")),
+        _ => path.push_str(&format!("[{}]", key.describe())),
     }
 }
 
@@ -286,6 +333,14 @@ mod tests {
         let doc = parse("a: 1\nb: 2\na: 3\n").unwrap();
         assert_eq!(doc.errors.len(), 1);
         assert_eq!(doc.errors[0].pos, Pos { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn duplicate_keys_have_the_field_path() {
+        let doc = parse("a:\n  - b: 1\n    b: 2\nm:\n  X-Team: 1\n  X-Team: 2\n").unwrap();
+        let paths: Vec<&str> = doc.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a[0].b", "m[\"X-Team\"]"]);
+        assert!(doc.errors[0].message.contains("first given on line 2"));
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub fn normalize(text: &str) -> String {
         .strip_prefix('<')
         .and_then(|t| t.strip_suffix('>'))
         .unwrap_or(text);
-    let lowered = text.to_lowercase();
+    let mut lowered = text.to_lowercase();
+    if lowered.starts_with('"') {
+        lowered = unquote_local(&lowered);
+    }
     if !lowered.contains("xn--") {
         return lowered;
     }
@@ -18,6 +21,31 @@ pub fn normalize(text: &str) -> String {
         Some((local, domain)) => format!("{local}@{}", unicode_domain(domain)),
         None => unicode_domain(&lowered),
     }
+}
+
+/// `"john doe"@example.com` as `john doe@example.com`: the quotes (and the
+/// backslash escapes inside them) are syntax, not part of the local part.
+/// Text that is not a quoted string followed by `@` is returned as it is.
+fn unquote_local(text: &str) -> String {
+    let mut local = String::new();
+    let mut chars = text[1..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped)) => local.push(escaped),
+                None => break,
+            },
+            '"' => {
+                let rest = &text[1 + i + 1..];
+                if rest.starts_with('@') {
+                    return local + rest;
+                }
+                break;
+            }
+            c => local.push(c),
+        }
+    }
+    text.to_string()
 }
 
 /// Decodes each `xn--` label; other labels are left as they are, so a
@@ -60,6 +88,14 @@ mod tests {
         assert_eq!(normalize("user@bücher.example"), "user@bücher.example");
         assert_eq!(normalize(".xn--bcher-kva.example"), ".bücher.example");
         assert_eq!(normalize("bob+tag@example.com"), "bob+tag@example.com");
+        assert_eq!(
+            normalize("\"John Doe\"@Example.com"),
+            "john doe@example.com"
+        );
+        assert_eq!(normalize("<\"a\\\"b\"@example.com>"), "a\"b@example.com");
+        assert_eq!(normalize("\"a b\"@"), "a b@");
+        assert_eq!(normalize("\"unterminated@x"), "\"unterminated@x");
+        assert_eq!(normalize("\"no at\""), "\"no at\"");
         assert_eq!(domain_of("bob@example.com"), Some("example.com"));
         assert_eq!(domain_of("bob"), None);
     }

@@ -133,10 +133,18 @@ struct AttrIndex {
     uses: Vec<Vec<Use>>,
 }
 
+/// The distinct pattern texts of one attribute and who uses each.
+#[derive(Debug, Default)]
+struct AttrPatterns {
+    texts: Vec<String>,
+    uses: Vec<Vec<Use>>,
+    slots: AHashMap<String, usize>,
+}
+
 /// Builds the per-attribute automata while conditions are compiled.
 #[derive(Debug, Default)]
 pub(crate) struct StringIndexBuilder {
-    patterns: AHashMap<Attr, (Vec<String>, Vec<Vec<Use>>, AHashMap<String, usize>)>,
+    patterns: AHashMap<Attr, AttrPatterns>,
     hits: u32,
 }
 
@@ -145,10 +153,11 @@ impl StringIndexBuilder {
     pub(crate) fn add(&mut self, attr: Attr, op: StrOp, values: &[String]) -> u32 {
         let hit = self.hits;
         self.hits += 1;
-        let (patterns, uses, seen) = self.patterns.entry(attr).or_default();
+        let AttrPatterns { texts, uses, slots } = self.patterns.entry(attr).or_default();
         for (i, value) in values.iter().enumerate() {
             let text = match attr {
                 Attr::MailFrom
+                | Attr::Helo
                 | Attr::Recipient
                 | Attr::Sender
                 | Attr::From
@@ -156,10 +165,10 @@ impl StringIndexBuilder {
                 | Attr::Cc => normalize(value),
                 _ => value.to_lowercase(),
             };
-            let slot = *seen.entry(text.clone()).or_insert_with(|| {
-                patterns.push(text);
+            let slot = *slots.entry(text.clone()).or_insert_with(|| {
+                texts.push(text);
                 uses.push(Vec::new());
-                patterns.len() - 1
+                texts.len() - 1
             });
             uses[slot].push(Use {
                 hit,
@@ -172,12 +181,18 @@ impl StringIndexBuilder {
 
     pub(crate) fn build(self) -> StringIndex {
         let mut by_attr = Vec::new();
-        for (attr, (patterns, uses, _)) in self.patterns {
+        for (attr, patterns) in self.patterns {
             let automaton = aho_corasick::AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
-                .build(&patterns)
+                .build(&patterns.texts)
                 .expect("patterns compile");
-            by_attr.push((attr, AttrIndex { automaton, uses }));
+            by_attr.push((
+                attr,
+                AttrIndex {
+                    automaton,
+                    uses: patterns.uses,
+                },
+            ));
         }
         StringIndex {
             by_attr,

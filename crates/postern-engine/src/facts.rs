@@ -3,7 +3,7 @@
 
 use crate::address::normalize;
 use crate::envelope::Envelope;
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
+use mail_parser::{Addr, Address, Header, HeaderName, HeaderValue, Message, MessageParser};
 
 /// The parser configuration the engine expects: address headers parsed as
 /// addresses, every other header decoded (RFC 2047) and unfolded.
@@ -90,18 +90,23 @@ impl Facts {
             facts.mail_from.push(normalize(&envelope.mail_from));
         }
         if let Some(helo) = &envelope.helo {
-            facts.helo.push(helo.trim().to_lowercase());
+            // A domain (or an address literal): compared as an address's domain is.
+            facts.helo.push(normalize(helo));
         }
         // A message mail-parser could make nothing of has no parts at all.
-        let headers = message.parts.first().map(|p| p.headers.as_slice()).unwrap_or_default();
+        let headers = message
+            .parts
+            .first()
+            .map(|p| p.headers.as_slice())
+            .unwrap_or_default();
         for header in headers {
             match &header.name {
-                HeaderName::From if needs.addresses => addresses(&header.value, &mut facts.from),
+                HeaderName::From if needs.addresses => addresses(message, header, &mut facts.from),
                 HeaderName::Sender if needs.addresses => {
-                    addresses(&header.value, &mut facts.sender)
+                    addresses(message, header, &mut facts.sender)
                 }
-                HeaderName::To if needs.addresses => addresses(&header.value, &mut facts.to),
-                HeaderName::Cc if needs.addresses => addresses(&header.value, &mut facts.cc),
+                HeaderName::To if needs.addresses => addresses(message, header, &mut facts.to),
+                HeaderName::Cc if needs.addresses => addresses(message, header, &mut facts.cc),
                 HeaderName::Subject if needs.subject => text(&header.value, &mut facts.subject),
                 HeaderName::DispositionNotificationTo => facts.read_receipt = true,
                 name => {
@@ -138,25 +143,35 @@ impl Facts {
     }
 }
 
-fn addresses(value: &HeaderValue, out: &mut Vec<String>) {
+/// The normalized address of one parsed address. mail-parser reads a quoted
+/// local part outside angle brackets (`"john doe"@example.com`) as a display
+/// name `john doe` and an address `@example.com`; the header's raw text tells
+/// that apart from `John <@example.com>`.
+fn address_of(addr: &Addr, raw: &str) -> Option<String> {
+    let address = addr.address.as_deref()?;
+    if let (true, Some(name)) = (address.starts_with('@'), addr.name.as_deref())
+        && !raw.contains(&format!("<{address}>"))
+    {
+        return Some(normalize(&format!("{name}{address}")));
+    }
+    Some(normalize(address))
+}
+
+fn addresses(message: &Message, header: &Header, out: &mut Vec<String>) {
+    let value = &header.value;
+    let raw = message
+        .raw_message()
+        .get(header.offset_start as usize..header.offset_end as usize)
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
     let before = out.len();
     match value {
         HeaderValue::Address(Address::List(list)) => {
-            out.extend(
-                list.iter()
-                    .filter_map(|a| a.address.as_deref())
-                    .map(normalize),
-            );
+            out.extend(list.iter().filter_map(|a| address_of(a, &raw)));
         }
         HeaderValue::Address(Address::Group(groups)) => {
             for group in groups {
-                out.extend(
-                    group
-                        .addresses
-                        .iter()
-                        .filter_map(|a| a.address.as_deref())
-                        .map(normalize),
-                );
+                out.extend(group.addresses.iter().filter_map(|a| address_of(a, &raw)));
             }
         }
         _ => {}

@@ -15,16 +15,29 @@ pub struct Prepared {
     pub verdicts: Verdicts,
 }
 
-pub fn prepare(config: &ValidatedConfig, engine: &Engine, case: &RuleTestCase, base: &Path) -> Result<Prepared, String> {
+pub fn prepare(
+    config: &ValidatedConfig,
+    engine: &Engine,
+    case: &RuleTestCase,
+    base: &Path,
+) -> Result<Prepared, String> {
     let ingress = match &case.ingress_point {
         Some(reference) => engine
             .ingress_points
             .iter()
-            .position(|b| b.identity.name == *reference || b.identity.id == *reference || b.identity.arn == *reference)
+            .position(|b| {
+                b.identity.name == *reference
+                    || b.identity.id == *reference
+                    || b.identity.arn == *reference
+            })
             .ok_or_else(|| format!("IngressPoint: no ingress point is named {reference:?}"))?,
         None if engine.ingress_points.len() == 1 => 0,
         None => {
-            let names: Vec<&str> = engine.ingress_points.iter().map(|b| b.identity.name.as_str()).collect();
+            let names: Vec<&str> = engine
+                .ingress_points
+                .iter()
+                .map(|b| b.identity.name.as_str())
+                .collect();
             return Err(format!(
                 "IngressPoint: the config has {} ingress points ({}); say which one",
                 names.len(),
@@ -34,25 +47,31 @@ pub fn prepare(config: &ValidatedConfig, engine: &Engine, case: &RuleTestCase, b
     };
 
     let e = &case.envelope;
-    let certificate = e.client_certificate.as_ref().map(|attributes| ClientCertificate {
-        attributes: attributes
-            .iter()
-            .flat_map(|(name, values)| {
-                let attribute = postern_model::RuleClientCertificateAttribute::ALL
-                    .iter()
-                    .copied()
-                    .find(|a| a.as_str() == name)
-                    .expect("validated attribute name");
-                let values = match values {
-                    StringOrStringList::String(v) => vec![v.clone()],
-                    StringOrStringList::StringList(v) => v.clone(),
-                };
-                values.into_iter().map(move |v| (attribute, v))
-            })
-            .collect(),
-    });
+    let certificate = e
+        .client_certificate
+        .as_ref()
+        .map(|attributes| ClientCertificate {
+            attributes: attributes
+                .iter()
+                .flat_map(|(name, values)| {
+                    let attribute = postern_model::RuleClientCertificateAttribute::ALL
+                        .iter()
+                        .copied()
+                        .find(|a| a.as_str() == name)
+                        .expect("validated attribute name");
+                    let values = match values {
+                        StringOrStringList::String(v) => vec![v.clone()],
+                        StringOrStringList::StringList(v) => v.clone(),
+                    };
+                    values.into_iter().map(move |v| (attribute, v))
+                })
+                .collect(),
+        });
     let mut envelope = Envelope {
-        sender_ip: e.sender_ip.parse().map_err(|_| "Envelope.SenderIp: not an IP address".to_string())?,
+        sender_ip: e
+            .sender_ip
+            .parse()
+            .map_err(|_| "Envelope.SenderIp: not an IP address".to_string())?,
         helo: e.helo.clone(),
         tls: match e.tls.unwrap_or(RuleTestTls::None) {
             RuleTestTls::None => None,
@@ -74,12 +93,16 @@ pub fn prepare(config: &ValidatedConfig, engine: &Engine, case: &RuleTestCase, b
         (Some(text), None) => text.clone().into_bytes(),
         (None, Some(file)) => {
             let path = base.join(file);
-            std::fs::read(&path).map_err(|e| format!("MessageFile: cannot read {}: {e}", path.display()))?
+            std::fs::read(&path)
+                .map_err(|e| format!("MessageFile: cannot read {}: {e}", path.display()))?
         }
         (None, None) => Vec::new(),
     };
     let message = crlf(&text);
-    let size = e.message_size.map(|s| s as u64).unwrap_or(message.len() as u64);
+    let size = e
+        .message_size
+        .map(|s| s as u64)
+        .unwrap_or(message.len() as u64);
     envelope.declared_size = e.message_size.map(|s| s as u64);
 
     let mut verdicts = Verdicts::default();
@@ -90,13 +113,19 @@ pub fn prepare(config: &ValidatedConfig, engine: &Engine, case: &RuleTestCase, b
         for (analyzer, fields) in v.analysis.iter().flatten() {
             let identity = config
                 .resolve(ResourceKind::AddonInstance, analyzer)
-                .ok_or_else(|| format!("Verdicts.Analysis: {analyzer:?} names no add-on instance of the config"))?;
+                .ok_or_else(|| {
+                    format!(
+                        "Verdicts.Analysis: {analyzer:?} names no add-on instance of the config"
+                    )
+                })?;
             for (field, value) in fields {
                 let value = match value {
                     postern_model::AnalysisValue::Boolean(b) => AnalysisValue::Bool(*b),
                     postern_model::AnalysisValue::String(s) => AnalysisValue::Text(s.clone()),
                 };
-                verdicts.analysis.insert((identity.arn.clone(), field.clone()), value);
+                verdicts
+                    .analysis
+                    .insert((identity.arn.clone(), field.clone()), value);
             }
         }
     }

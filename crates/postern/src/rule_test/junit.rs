@@ -22,7 +22,11 @@ pub fn render(report: &Report) -> String {
             cases.len()
         );
         for case in cases {
-            out += &format!("    <testcase classname=\"{}\" name=\"{}\"", escape(file), escape(&case.name));
+            out += &format!(
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                escape(file),
+                escape(&case.name)
+            );
             if case.failures.is_empty() {
                 out += "/>\n";
             } else {

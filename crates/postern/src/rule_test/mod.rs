@@ -56,7 +56,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(path);
         }
     }
@@ -64,7 +67,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Runs every case of one file, printing as it goes.
-pub fn run_file(config: &ValidatedConfig, engine: &Engine, file: &Path, verbose: bool, report: &mut Report) {
+pub fn run_file(
+    config: &ValidatedConfig,
+    engine: &Engine,
+    file: &Path,
+    verbose: bool,
+    report: &mut Report,
+) {
     let name = file.display().to_string();
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
@@ -73,19 +82,23 @@ pub fn run_file(config: &ValidatedConfig, engine: &Engine, file: &Path, verbose:
             return;
         }
     };
-    let (tests, _root) = match postern_config::parse_document::<RuleTestFile>(&name, &text, "RuleTestFile") {
-        Ok(parsed) => parsed,
-        Err(diagnostics) => {
-            fail_file(&name, diagnostics.to_string(), report);
-            return;
-        }
-    };
+    let (tests, _root) =
+        match postern_config::parse_document::<RuleTestFile>(&name, &text, "RuleTestFile") {
+            Ok(parsed) => parsed,
+            Err(diagnostics) => {
+                fail_file(&name, diagnostics.to_string(), report);
+                return;
+            }
+        };
     let base = file.parent().unwrap_or(Path::new("."));
     let mut seen = std::collections::HashSet::new();
     for (i, case) in tests.cases.iter().enumerate() {
         let mut failures = Vec::new();
         if !seen.insert(case.name.clone()) {
-            failures.push(format!("Cases[{i}]: a second case named {:?} in this file", case.name));
+            failures.push(format!(
+                "Cases[{i}]: a second case named {:?} in this file",
+                case.name
+            ));
         }
         let mut trace = Vec::new();
         match case::prepare(config, engine, case, base) {

@@ -45,11 +45,16 @@ pub fn run(engine: &Engine, case: &Prepared) -> Result<Actual, String> {
                 )
             })?;
         let why = match decision.reason {
-            PolicyReason::TooLarge { size, max } => format!("{size} bytes is over MaxMessageSizeBytes {max}"),
+            PolicyReason::TooLarge { size, max } => {
+                format!("{size} bytes is over MaxMessageSizeBytes {max}")
+            }
             PolicyReason::Statement(i) => format!("PolicyStatements[{i}] matched"),
             PolicyReason::Default => "no statement matched: DefaultAction".into(),
         };
-        trace.push(format!("{recipient}: traffic policy {}: {} ({why})", binding.policy.name, decision.action));
+        trace.push(format!(
+            "{recipient}: traffic policy {}: {} ({why})",
+            binding.policy.name, decision.action
+        ));
         if decision.action == AcceptAction::Allow {
             allowed.push(recipient.clone());
         }
@@ -66,7 +71,9 @@ pub fn run(engine: &Engine, case: &Prepared) -> Result<Actual, String> {
     let mut matched_rules = std::collections::BTreeSet::new();
     let mut planned = std::collections::BTreeSet::new();
     if !allowed.is_empty() {
-        let parsed = postern_engine::message_parser().parse(&case.message[..]).unwrap_or_default();
+        let parsed = postern_engine::message_parser()
+            .parse(&case.message[..])
+            .unwrap_or_default();
         let mut envelope = case.envelope.clone();
         envelope.recipients = allowed;
         let evaluation = rule_set
@@ -117,7 +124,10 @@ pub fn run(engine: &Engine, case: &Prepared) -> Result<Actual, String> {
             }
         }
     }
-    let rules = matched_rules.iter().map(|r| rule_set.rule_label(*r)).collect();
+    let rules = matched_rules
+        .iter()
+        .map(|r| rule_set.rule_label(*r))
+        .collect();
     let actions: Vec<RuleAction> = planned
         .iter()
         .map(|(r, a)| rule_set.rules()[*r].actions[*a].clone())
@@ -138,7 +148,9 @@ pub fn run(engine: &Engine, case: &Prepared) -> Result<Actual, String> {
 }
 
 pub fn compare(expect: Option<&RuleTestExpectation>, actual: &Actual) -> Vec<String> {
-    let Some(expect) = expect else { return Vec::new() };
+    let Some(expect) = expect else {
+        return Vec::new();
+    };
     let mut failures = Vec::new();
     if let Some(traffic) = expect.traffic {
         let decisions: Vec<AcceptAction> = actual.recipients.iter().map(|r| r.traffic).collect();
@@ -159,7 +171,11 @@ pub fn compare(expect: Option<&RuleTestExpectation>, actual: &Actual) -> Vec<Str
     if let Some(actions) = &expect.actions
         && !actions_match(actions, &actual.actions)
     {
-        failures.push(diff("Actions", &show_expected(actions), &show_actual(&actual.actions)));
+        failures.push(diff(
+            "Actions",
+            &show_expected(actions),
+            &show_actual(&actual.actions),
+        ));
     }
     if let Some(dropped) = expect.dropped {
         let evaluated: Vec<&RecipientActual> = actual
@@ -174,10 +190,16 @@ pub fn compare(expect: Option<&RuleTestExpectation>, actual: &Actual) -> Vec<Str
     }
     if let Some(headers) = &expect.headers_added {
         let lower = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
         };
         if lower(headers) != lower(&actual.headers_added) {
-            failures.push(diff("HeadersAdded", &format!("{headers:?}"), &format!("{:?}", actual.headers_added)));
+            failures.push(diff(
+                "HeadersAdded",
+                &format!("{headers:?}"),
+                &format!("{:?}", actual.headers_added),
+            ));
         }
     }
     for (recipient, e) in expect.recipients.iter().flatten() {
@@ -187,14 +209,20 @@ pub fn compare(expect: Option<&RuleTestExpectation>, actual: &Actual) -> Vec<Str
             .iter()
             .find(|r| postern_engine::normalize_address(&r.recipient) == wanted)
         else {
-            failures.push(format!("Recipients: {recipient} is not an envelope recipient of the case"));
+            failures.push(format!(
+                "Recipients: {recipient} is not an envelope recipient of the case"
+            ));
             continue;
         };
         let label = |what: &str| format!("Recipients[{recipient}].{what}");
         if let Some(traffic) = e.traffic
             && traffic != r.traffic
         {
-            failures.push(diff(&label("Traffic"), &traffic.to_string(), &r.traffic.to_string()));
+            failures.push(diff(
+                &label("Traffic"),
+                &traffic.to_string(),
+                &r.traffic.to_string(),
+            ));
         }
         if let Some(rules) = &e.rules
             && *rules != r.rules
@@ -204,12 +232,20 @@ pub fn compare(expect: Option<&RuleTestExpectation>, actual: &Actual) -> Vec<Str
         if let Some(actions) = &e.actions
             && !actions_match(actions, &r.actions)
         {
-            failures.push(diff(&label("Actions"), &show_expected(actions), &show_actual(&r.actions)));
+            failures.push(diff(
+                &label("Actions"),
+                &show_expected(actions),
+                &show_actual(&r.actions),
+            ));
         }
         if let Some(dropped) = e.dropped
             && dropped != r.dropped
         {
-            failures.push(diff(&label("Dropped"), &dropped.to_string(), &r.dropped.to_string()));
+            failures.push(diff(
+                &label("Dropped"),
+                &dropped.to_string(),
+                &r.dropped.to_string(),
+            ));
         }
     }
     failures
