@@ -40,14 +40,8 @@ fn reference_kind(structure: &str, member: &str) -> Option<ResourceKind> {
     })
 }
 
-/// Members a config may write more broadly than the model's shape allows.
-fn member_shape(structure: &str, member: &str) -> Option<&'static str> {
-    match (structure, member) {
-        // postern.json: "AddonSubscriptionId may name the subscription by id,
-        // ARN or AddonName", but the AWS shape's pattern (as-...) admits ids only.
-        ("ConfigAddonInstance", "AddonSubscriptionId") => Some("NameOrArn"),
-        _ => None,
-    }
+fn schema_kind(shape: &str) -> Kind {
+    Schema::get().shape(shape).kind
 }
 
 /// A list shape whose maximum is a quota, with the quota's name.
@@ -150,8 +144,14 @@ impl<'r, 'a> Validator<'r, 'a> {
             let mark = path.len();
             push_field(path, name);
             self.reference = reference_kind(&shape.name, name);
-            let member_shape = member_shape(&shape.name, name).unwrap_or(&member.shape);
-            if let Some(v) = self.check(value, member_shape, path) {
+            if value.is_null() && schema_kind(&member.shape) == Kind::Structure {
+                // `- Drop:` with nothing after it: an empty structure.
+                out.insert(name.clone(), Json::Object(Map::new()));
+                self.reference = None;
+                path.truncate(mark);
+                continue;
+            }
+            if let Some(v) = self.check(value, &member.shape, path) {
                 out.insert(name.clone(), v);
             }
             self.reference = None;

@@ -145,7 +145,12 @@ fn build_shape(name: &str, spec: &Value, raw: &serde_json::Map<String, Value>) -
     }
     if let Some(own) = spec["members"].as_object() {
         for (m, mspec) in own {
-            members.push((m.clone(), mspec["shape"].as_str().unwrap().to_string()));
+            let shape = mspec["shape"].as_str().unwrap().to_string();
+            // An own member replaces a mixin's member of the same name.
+            match members.iter_mut().find(|(name, _)| name == m) {
+                Some(existing) => existing.1 = shape,
+                None => members.push((m.clone(), shape)),
+            }
         }
     }
     for r in spec["required"].as_array().into_iter().flatten() {
@@ -223,5 +228,17 @@ mod tests {
         assert!(shape.member("RuleSetName").unwrap().required);
         assert!(shape.member("Rules").unwrap().required);
         assert!(!shape.member("RuleSetId").unwrap().required);
+        let instance = Schema::get().shape("ConfigAddonInstance");
+        let subscription = instance.member("AddonSubscriptionId").unwrap();
+        assert_eq!(subscription.shape, "NameOrArn");
+        assert!(subscription.required);
+        assert_eq!(
+            instance
+                .members
+                .iter()
+                .filter(|m| m.name == "AddonSubscriptionId")
+                .count(),
+            1
+        );
     }
 }

@@ -465,7 +465,7 @@ pub struct BounceAction {
 /// CreateAddonInstance request (no ClientToken).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConfigAddonInstance {
-    /// The unique ID of a previously created subscription that an Add On instance is created for.
+    /// The subscription's id, ARN or AddonName.
     #[serde(rename = "AddonSubscriptionId")]
     pub addon_subscription_id: String,
     /// The tags used to organize, track, or control access for the resource.
