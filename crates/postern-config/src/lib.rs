@@ -188,17 +188,7 @@ pub fn parse_config(
     text: &str,
     read_include: ReadInclude,
 ) -> Result<ValidatedConfig, Diagnostics> {
-    let mut reporter = Reporter::new(file, text);
-    let doc = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            reporter.error(e.pos, "", e.message);
-            return Err(reporter.finish());
-        }
-    };
-    for e in &doc.errors {
-        reporter.error(e.pos, &e.path, e.message.clone());
-    }
+    let (doc, mut reporter) = read_yaml(text, Reporter::new(file, text))?;
     let root = &doc.root;
     if root.is_null() {
         // An empty file is an empty config.
@@ -351,17 +341,7 @@ pub fn parse_document<T: DeserializeOwned>(
     text: &str,
     shape: &str,
 ) -> Result<(T, yaml::Node), Diagnostics> {
-    let mut reporter = Reporter::new(file, text);
-    let doc = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            reporter.error(e.pos, "", e.message);
-            return Err(reporter.finish());
-        }
-    };
-    for e in &doc.errors {
-        reporter.error(e.pos, &e.path, e.message.clone());
-    }
+    let (doc, mut reporter) = read_yaml(text, Reporter::new(file, text))?;
     let json = Validator::new(&mut reporter).check(&doc.root, shape, &mut String::new());
     let diagnostics = reporter.finish();
     if !diagnostics.is_empty() {
@@ -374,6 +354,25 @@ pub fn parse_document<T: DeserializeOwned>(
 /// Where a field path points in a parsed document.
 pub fn locate(root: &yaml::Node, path: &str) -> yaml::Pos {
     resolve::locate(root, path)
+}
+
+/// The YAML tree, with its duplicate keys reported; a syntax error ends it.
+fn read_yaml<'a>(
+    text: &str,
+    mut reporter: Reporter<'a>,
+) -> Result<(yaml::Document, Reporter<'a>), Diagnostics> {
+    match yaml::parse(text) {
+        Ok(doc) => {
+            for e in &doc.errors {
+                reporter.error(e.pos, &e.path, e.message.clone());
+            }
+            Ok((doc, reporter))
+        }
+        Err(e) => {
+            reporter.error(e.pos, "", e.message);
+            Err(reporter.finish())
+        }
+    }
 }
 
 fn io_error(file: &str, e: std::io::Error) -> Diagnostics {
