@@ -296,7 +296,10 @@ pub fn parse_config(
                                     column: 1,
                                 },
                                 &at,
-                                format!("expected {problem}; found {line:?}"),
+                                format!(
+                                    "expected {problem}; found a sensitive value of {} characters",
+                                    line.chars().count()
+                                ),
                             ),
                         }
                     }

@@ -101,11 +101,20 @@ pub(crate) fn build_index(
                         .clone();
                 }
             }
-            let id = item
+            let explicit_id = item
                 .get(id_member)
                 .and_then(Json::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| kind.derive_id(&name));
+                .map(str::to_string);
+            if name.is_empty() && explicit_id.is_none() {
+                // Its name failed validation (reported there): no id to derive.
+                identities.push(Identity {
+                    name,
+                    id: String::new(),
+                    arn: String::new(),
+                });
+                continue;
+            }
+            let id = explicit_id.unwrap_or_else(|| kind.derive_id(&name));
             let arn = Arn::new(&settings.region, &settings.account, kind, &id).to_string();
             let position = identities.len();
             let mut aliases = vec![
@@ -222,23 +231,30 @@ pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter)
             }
             (None, None) => {}
         }
-        for (j, listen) in ip
-            .get("Listen")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let Some(listen) = listen.as_str() else {
-                continue;
-            };
-            let at = format!("{path}.Listen[{j}]");
-            if let Some(first) = listeners.insert(listen.to_string(), at.clone()) {
-                reporter.error(
-                    locate(root, &at),
-                    &at,
-                    format!("{listen} is already a listener of {first}"),
-                );
+        for member in ["Listen", "ListenTls"] {
+            for (j, listen) in ip
+                .get(member)
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some(listen) = listen.as_str() else {
+                    continue;
+                };
+                let at = format!("{path}.{member}[{j}]");
+                // The same socket however it is written ([::1]:25, [0:0:0:0:0:0:0:1]:0025).
+                let key = listen
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| listen.to_string());
+                if let Some(first) = listeners.insert(key, at.clone()) {
+                    reporter.error(
+                        locate(root, &at),
+                        &at,
+                        format!("{listen} is already a listener of {first}"),
+                    );
+                }
             }
         }
     }
@@ -259,7 +275,10 @@ pub(crate) fn check_semantics(json: &Json, root: &Node, reporter: &mut Reporter)
                 reporter.error(
                     locate(root, &at),
                     &at,
-                    format!("expected {problem}; found {member:?}"),
+                    format!(
+                        "expected {problem}; found a sensitive value of {} characters",
+                        member.chars().count()
+                    ),
                 );
             }
         }

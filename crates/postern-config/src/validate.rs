@@ -144,13 +144,18 @@ impl<'r, 'a> Validator<'r, 'a> {
             let mark = path.len();
             push_field(path, name);
             self.reference = reference_kind(&shape.name, name);
-            if value.is_null() && schema_kind(&member.shape) == Kind::Structure {
-                // `- Drop:` with nothing after it: an empty structure.
-                out.insert(name.clone(), Json::Object(Map::new()));
-                self.reference = None;
-                path.truncate(mark);
-                continue;
-            }
+            // `- Drop:` with nothing after it is an empty structure, checked
+            // as one (its required members are still required).
+            let empty;
+            let value = if value.is_null() && schema_kind(&member.shape) == Kind::Structure {
+                empty = Node {
+                    pos: value.pos,
+                    value: Value::Map(Vec::new()),
+                };
+                &empty
+            } else {
+                value
+            };
             if let Some(v) = self.check(value, &member.shape, path) {
                 out.insert(name.clone(), v);
             }
@@ -219,9 +224,8 @@ impl<'r, 'a> Validator<'r, 'a> {
         for (i, item) in items.iter().enumerate() {
             let mark = path.len();
             path.push_str(&format!("[{i}]"));
-            if let Some(v) = self.check(item, element, path) {
-                out.push(v);
-            }
+            // An invalid item keeps its place, so later checks count right.
+            out.push(self.check(item, element, path).unwrap_or(Json::Null));
             path.truncate(mark);
         }
         Some(Json::Array(out))

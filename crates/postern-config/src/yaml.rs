@@ -76,7 +76,7 @@ pub struct YamlError {
 }
 
 /// Expanded aliases may not make the tree larger than this many nodes.
-const MAX_NODES: usize = 10_000_000;
+const MAX_NODES: usize = 3_000_000;
 
 pub struct Document {
     pub root: Node,
@@ -232,7 +232,7 @@ impl<'a> Builder<'a> {
                     }
                     let key = self.node(event, span)?;
                     let (event, span) = self.next()?;
-                    let first = entries.iter().find(|(k, _)| k.value == key.value);
+                    let first = entries.iter().find(|(k, _)| same_key(k, &key));
                     let duplicate = first.map(|(k, _)| k.pos.line);
                     let mark = self.path.len();
                     push_key(&mut self.path, &key);
@@ -292,6 +292,14 @@ fn push_key(path: &mut String, key: &Node) {
         }
         Value::Scalar { text, .. } => path.push_str(&format!("[{text:?}]")),
         _ => path.push_str(&format!("[{}]", key.describe())),
+    }
+}
+
+/// Keys are the same when their text is, quoted or not.
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Scalar { text: x, .. }, Value::Scalar { text: y, .. }) => x == y,
+        (x, y) => x == y,
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) struct Compiler<'a> {
     pub strings: StringIndexBuilder,
     pub needs: Needs,
     pub analysis_keys: Vec<(String, String)>,
+    analysis_index: ahash::AHashMap<(String, String), u32>,
     catalog: &'a dyn Catalog,
 }
 
@@ -40,38 +41,27 @@ impl<'a> Compiler<'a> {
             strings: StringIndexBuilder::default(),
             needs: Needs::default(),
             analysis_keys: Vec::new(),
+            analysis_index: ahash::AHashMap::new(),
             catalog,
         }
     }
 
-    fn analysis_key(&mut self, analysis: &Analysis) -> Result<u16, UnknownReference> {
+    fn analysis_key(&mut self, analysis: &Analysis) -> Result<u32, UnknownReference> {
         let arn = self
             .catalog
             .analyzer(&analysis.analyzer)
             .ok_or_else(|| UnknownReference(analysis.analyzer.clone()))?;
         let key = (arn, analysis.result_field.clone());
-        Ok(match self.analysis_keys.iter().position(|k| *k == key) {
-            Some(i) => i as u16,
-            None => {
-                self.analysis_keys.push(key);
-                (self.analysis_keys.len() - 1) as u16
-            }
-        })
+        let next = self.analysis_keys.len() as u32;
+        let index = *self.analysis_index.entry(key.clone()).or_insert(next);
+        if index == next {
+            self.analysis_keys.push(key);
+        }
+        Ok(index)
     }
 
-    fn header(&mut self, name: &str) -> u16 {
-        match self
-            .needs
-            .headers
-            .iter()
-            .position(|h| h.eq_ignore_ascii_case(name))
-        {
-            Some(i) => i as u16,
-            None => {
-                self.needs.headers.push(name.to_string());
-                (self.needs.headers.len() - 1) as u16
-            }
-        }
+    fn header(&mut self, name: &str) -> u32 {
+        self.needs.header(name)
     }
 
     fn list(&self, lists: &[String]) -> Result<Arc<AddressList>, UnknownReference> {

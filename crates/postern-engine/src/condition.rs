@@ -49,7 +49,7 @@ pub(crate) enum Family {
 pub(crate) enum VerdictSource {
     Spf,
     Dkim,
-    Analysis(u16),
+    Analysis(u32),
 }
 
 /// One compiled condition. `negate` turns "matches" into "does not match".
@@ -82,7 +82,7 @@ pub(crate) enum Cond {
         expect: bool,
     },
     AnalysisFlag {
-        key: u16,
+        key: u32,
         expect: bool,
     },
     Verdict {
@@ -115,8 +115,8 @@ impl Cond {
 /// Where in a candidate a value was found, for the trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
-    pub candidate: u16,
-    pub value: u16,
+    pub candidate: u32,
+    pub value: u32,
 }
 
 /// Values of one pattern text: which condition, which operator, which value.
@@ -124,7 +124,7 @@ pub struct Hit {
 struct Use {
     hit: u32,
     op: StrOp,
-    value: u16,
+    value: u32,
 }
 
 #[derive(Debug)]
@@ -165,6 +165,11 @@ impl StringIndexBuilder {
                 | Attr::Cc => normalize(value),
                 _ => value.to_lowercase(),
             };
+            if text.is_empty() {
+                // A value that is empty once normalized (" ", "<>") would
+                // match everywhere; it matches nothing.
+                continue;
+            }
             let slot = *slots.entry(text.clone()).or_insert_with(|| {
                 texts.push(text);
                 uses.push(Vec::new());
@@ -173,7 +178,7 @@ impl StringIndexBuilder {
             uses[slot].push(Use {
                 hit,
                 op,
-                value: i as u16,
+                value: i as u32,
             });
         }
         hit
@@ -233,7 +238,7 @@ impl StringIndex {
                         let slot = &mut hits[u.hit as usize];
                         if matched && slot.is_none() {
                             *slot = Some(Hit {
-                                candidate: c as u16,
+                                candidate: c as u32,
                                 value: u.value,
                             });
                         }
@@ -274,7 +279,7 @@ pub(crate) struct Input<'a> {
 }
 
 impl Input<'_> {
-    fn analysis(&self, key: u16) -> Result<&AnalysisValue, Missing> {
+    fn analysis(&self, key: u32) -> Result<&AnalysisValue, Missing> {
         self.analysis[key as usize].ok_or_else(|| {
             let (analyzer, field) = &self.analysis_keys[key as usize];
             Missing::Analysis {

@@ -29,9 +29,9 @@ pub(crate) enum Attr {
     To,
     Cc,
     /// An X- header, by index into the compiled set's header names.
-    Header(u16),
+    Header(u32),
     /// An add-on result, by index into the compiled set's analysis keys.
-    Analysis(u16),
+    Analysis(u32),
     ClientCertificate(postern_model::RuleClientCertificateAttribute),
 }
 
@@ -54,10 +54,22 @@ impl Attr {
 /// What a compiled set of conditions needs from a message.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Needs {
-    pub headers: Vec<String>,
+    /// X- headers read by conditions, by lower-case name.
+    pub headers: ahash::AHashMap<String, u32>,
     pub addresses: bool,
     pub subject: bool,
     pub read_receipt: bool,
+}
+
+impl Needs {
+    /// The index of a header, registering it on first use.
+    pub(crate) fn header(&mut self, name: &str) -> u32 {
+        let next = self.headers.len() as u32;
+        *self
+            .headers
+            .entry(name.to_ascii_lowercase())
+            .or_insert(next)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -114,12 +126,10 @@ impl Facts {
                     if needs.read_receipt && name.eq_ignore_ascii_case("Return-Receipt-To") {
                         facts.read_receipt = true;
                     }
-                    if let Some(i) = needs
-                        .headers
-                        .iter()
-                        .position(|h| h.eq_ignore_ascii_case(name))
+                    if !needs.headers.is_empty()
+                        && let Some(&i) = needs.headers.get(&name.to_ascii_lowercase())
                     {
-                        text(&header.value, &mut facts.headers[i]);
+                        text(&header.value, &mut facts.headers[i as usize]);
                     }
                 }
             }

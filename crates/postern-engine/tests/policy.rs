@@ -474,3 +474,62 @@ fn default_action_when_no_statement_matches() {
         decision(Allow, Default)
     );
 }
+
+/// A value that is empty once normalized (" ", "<>") matches nothing: it
+/// must not open a DENY-by-default policy to all mail.
+#[test]
+fn values_empty_after_normalizing_match_nothing() {
+    let config = common::config(
+        r#"
+TrafficPolicies:
+  - TrafficPolicyName: strict
+    DefaultAction: DENY
+    PolicyStatements:
+      - Action: ALLOW
+        Conditions:
+          - StringExpression: {Evaluate: {Attribute: RECIPIENT}, Operator: ENDS_WITH, Values: [" "]}
+      - Action: ALLOW
+        Conditions:
+          - StringExpression: {Evaluate: {Attribute: RECIPIENT}, Operator: CONTAINS, Values: ["<>"]}
+RuleSets:
+  - RuleSetName: main
+    Rules:
+      - Name: never
+        Conditions:
+          - StringExpression: {Evaluate: {Attribute: MAIL_FROM}, Operator: STARTS_WITH, Values: ["<>"]}
+        Actions: [{Drop: {}}]
+IngressPoints:
+  - {IngressPointName: mx1, Type: OPEN, TrafficPolicyId: strict, RuleSetId: main}
+"#,
+    );
+    let engine = postern_engine::Engine::build(&config).unwrap();
+    let binding = &engine.ingress_points[0];
+    let envelope = postern_engine::Envelope::new(
+        "192.0.2.1".parse().unwrap(),
+        "alice@sender.example",
+        &["bob@corp.example"],
+    );
+    let decision = binding
+        .policy
+        .evaluate(
+            &envelope,
+            "bob@corp.example",
+            None,
+            &postern_engine::Verdicts::default(),
+        )
+        .unwrap();
+    assert_eq!(decision.action, postern_model::AcceptAction::Deny);
+    let message = postern_engine::message_parser()
+        .parse(&b"Subject: x\r\n\r\nbody\r\n"[..])
+        .unwrap();
+    let evaluation = binding
+        .rule_set
+        .evaluate(
+            &envelope,
+            &message,
+            20,
+            &postern_engine::Verdicts::default(),
+        )
+        .unwrap();
+    assert!(evaluation.recipients[0].matched.is_empty());
+}

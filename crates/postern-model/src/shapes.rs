@@ -556,6 +556,9 @@ pub struct ConfigIngressPoint {
     /// Extension: SMTP listen addresses, host:port.
     #[serde(rename = "Listen", default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<Vec<String>>,
+    /// Extension: listen addresses for implicit TLS (TLS from the first byte, TLS_WRAPPED).
+    #[serde(rename = "ListenTls", default, skip_serializing_if = "Option::is_none")]
+    pub listen_tls: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -4162,6 +4165,26 @@ pub struct ServerConfig {
     pub account_id: Option<String>,
     #[serde(rename = "Quotas", default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<QuotaConfig>,
+    /// The name the gateway gives in its SMTP greeting and Received headers.
+    #[serde(rename = "Hostname", default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Address of the HTTP port (health, metrics).
+    #[serde(rename = "HttpListen", default, skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
+    /// PEM certificate chain for STARTTLS and implicit TLS.
+    #[serde(rename = "TlsCertificateFile", default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate_file: Option<String>,
+    /// PEM private key of TlsCertificateFile.
+    #[serde(rename = "TlsKeyFile", default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    /// Messages processed at once.
+    #[serde(rename = "Workers", default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<i32>,
+    /// On SIGTERM, how long sessions in flight may take to finish.
+    #[serde(rename = "ShutdownGraceSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_seconds: Option<i32>,
+    #[serde(rename = "Smtp", default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpLimitsConfig>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -4169,6 +4192,35 @@ pub struct ServerConfig {
 pub struct ServiceQuotaExceededException {
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Extension: bounds of SMTP sessions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SmtpLimitsConfig {
+    /// Connections open at once over all listeners.
+    #[serde(rename = "MaxConnections", default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i32>,
+    /// Connections open at once from one address.
+    #[serde(rename = "MaxConnectionsPerIp", default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<i32>,
+    /// Recipients of one message.
+    #[serde(rename = "MaxRecipients", default, skip_serializing_if = "Option::is_none")]
+    pub max_recipients: Option<i32>,
+    /// Message size when the traffic policy sets none.
+    #[serde(rename = "MaxMessageSizeBytes", default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size_bytes: Option<i32>,
+    /// Wait for a command.
+    #[serde(rename = "CommandTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout_seconds: Option<i32>,
+    /// Wait for the next piece of a message.
+    #[serde(rename = "DataTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub data_timeout_seconds: Option<i32>,
+    /// Protocol errors before the session is closed.
+    #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<i32>,
+    /// Failed AUTH attempts before the session is closed.
+    #[serde(rename = "MaxAuthFailures", default, skip_serializing_if = "Option::is_none")]
+    pub max_auth_failures: Option<i32>,
 }
 
 /// The action to publish the email content to an Amazon SNS topic.

@@ -95,11 +95,11 @@ pub fn run(engine: &Engine, case: &Prepared) -> Result<Actual, String> {
                     e.missing
                 )
             })?;
-        for outcome in &evaluation.recipients {
-            let actual = recipients
-                .iter_mut()
-                .find(|r| r.recipient == outcome.recipient)
-                .expect("evaluated recipients come from the envelope");
+        // The rule set evaluated the allowed recipients, in envelope order.
+        let allowed_slots = recipients
+            .iter_mut()
+            .filter(|r| r.traffic == AcceptAction::Allow);
+        for (outcome, actual) in evaluation.recipients.iter().zip(allowed_slots) {
             for m in &outcome.matched {
                 matched_rules.insert(m.rule);
                 actual.rules.push(rule_set.rule_label(m.rule));
