@@ -19,5 +19,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = diagnostics.to_string();
         }
     }
-    let _ = postern_config::parse_document::<postern_model::RuleTestFile>("fuzz.yaml", &text, "RuleTestFile");
+    let _ = postern_config::parse_document::<postern_model::RuleTestFile>(
+        "fuzz.yaml",
+        &text,
+        "RuleTestFile",
+    );
 });

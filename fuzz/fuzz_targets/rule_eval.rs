@@ -13,8 +13,9 @@ const CONFIG: &str = include_str!("../rule_eval.yaml");
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let config = postern_config::parse_config("rule_eval.yaml", CONFIG, &|_| Err("none".into()))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            postern_config::parse_config("rule_eval.yaml", CONFIG, &|_| Err("none".into()))
+                .unwrap_or_else(|e| panic!("{e}"));
         Engine::build(&config).unwrap()
     })
 }
@@ -43,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     let parsed = message_parser().parse(message).unwrap_or_default();
     let binding = &engine.ingress_points[0];
     for recipient in &envelope.recipients {
-        let _ = binding.policy.evaluate(&envelope, recipient, Some(message.len() as u64), &verdicts);
+        let _ =
+            binding
+                .policy
+                .evaluate(&envelope, recipient, Some(message.len() as u64), &verdicts);
     }
     let evaluation = binding
         .rule_set
@@ -51,8 +55,14 @@ fuzz_target!(|data: &[u8]| {
         .expect("every verdict is given");
     assert_eq!(evaluation.recipients.len(), envelope.recipients.len());
     for outcome in &evaluation.recipients {
-        let actions: Vec<&RuleAction> = outcome.actions.iter().map(|a| binding.rule_set.action(*a)).collect();
-        let drop_at = actions.iter().position(|a| matches!(a, RuleAction::Drop(_)));
+        let actions: Vec<&RuleAction> = outcome
+            .actions
+            .iter()
+            .map(|a| binding.rule_set.action(*a))
+            .collect();
+        let drop_at = actions
+            .iter()
+            .position(|a| matches!(a, RuleAction::Drop(_)));
         assert_eq!(outcome.dropped, drop_at.is_some());
         if let Some(i) = drop_at {
             assert_eq!(i + 1, actions.len(), "nothing is planned after a Drop");

@@ -559,6 +559,9 @@ pub struct ConfigIngressPoint {
     /// Extension: listen addresses for implicit TLS (TLS from the first byte, TLS_WRAPPED).
     #[serde(rename = "ListenTls", default, skip_serializing_if = "Option::is_none")]
     pub listen_tls: Option<Vec<String>>,
+    /// Extension: every connection to this ingress point's listeners starts with a PROXY protocol v1 or v2 header from a TCP load balancer; the client address is taken from it.
+    #[serde(rename = "ProxyProtocol", default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -4140,6 +4143,27 @@ pub struct SearchSummary {
     pub status: Option<SearchStatus>,
 }
 
+/// Extension: where a secret's value is read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SecretSource {
+    /// An environment variable of the postern process.
+    #[serde(rename = "Env")]
+    Env(String),
+    /// A file (relative to the config file); a trailing newline is removed.
+    #[serde(rename = "File")]
+    File(String),
+}
+
+impl SecretSource {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Env(_) => "Env",
+            Self::File(_) => "File",
+        }
+    }
+}
+
 /// Sends the email to the internet using the ses:SendRawEmail API.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SendAction {
@@ -4185,6 +4209,9 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: Option<i32>,
     #[serde(rename = "Smtp", default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpLimitsConfig>,
+    /// Where the value of each SecretArn named in the config comes from.
+    #[serde(rename = "Secrets", default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<std::collections::BTreeMap<String, SecretSource>>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -4942,6 +4969,10 @@ impl Default for RuleVerdictToEvaluate {
 
 impl Default for SearchState {
     fn default() -> Self { Self::Queued }
+}
+
+impl Default for SecretSource {
+    fn default() -> Self { Self::Env(Default::default()) }
 }
 
 impl Default for SnsNotificationEncoding {

@@ -1,6 +1,7 @@
 //! The `postern` command.
 //!
 //! # Layout
+//! - `cmd/serve.rs`, `server/`: `postern serve`, the gateway.
 //! - `cmd/check.rs`: `postern check`, validate a config.
 //! - `cmd/test.rs`: `postern test`, run rule test files.
 //! - `rule_test/`: the rule test runner (`case.rs` turns a case into engine
@@ -8,6 +9,7 @@
 
 mod cmd;
 mod rule_test;
+mod server;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Serve(cmd::serve::ServeArgs),
     Check(cmd::check::CheckArgs),
     Test(cmd::test::TestArgs),
 }
@@ -29,6 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Test(args) => cmd::test::run(args),
     }

@@ -1,2 +1,3 @@
 pub mod check;
+pub mod serve;
 pub mod test;

@@ -1,0 +1,26 @@
+//! From the spool to an outcome for every recipient.
+//!
+//! # Layout
+//! - `worker.rs`: the worker pool and retries.
+//! - `process.rs`: one message: parse once, evaluate, execute, trace, remove.
+//! - `received.rs`: the Received header.
+//! - `archive.rs`: the local archive store.
+//! - `trace.rs`: the message trace.
+
+pub mod archive;
+pub mod process;
+pub mod received;
+pub mod trace;
+pub mod worker;
+
+pub use process::{Context, Deferred, process};
+pub use worker::Pipeline;
+
+/// One version of the running config: compiled engines and the resources
+/// actions refer to. Replaced as a whole on reload.
+pub struct Runtime {
+    pub version: u64,
+    pub config: postern_config::ValidatedConfig,
+    pub engine: postern_engine::Engine,
+    pub hostname: String,
+}

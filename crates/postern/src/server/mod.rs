@@ -1,0 +1,192 @@
+//! `postern serve`: the gateway. Listeners for every ingress point, the
+//! spool, the pipeline, the HTTP port; SIGHUP reloads the config, SIGTERM
+//! and SIGINT stop it gracefully.
+
+mod http;
+mod runtime;
+mod store;
+
+use arc_swap::ArcSwap;
+use postern_smtp::{Connections, SessionConfig};
+use postern_spool::Spool;
+use runtime::{Settings, Source};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
+
+pub async fn run(source: Source) -> Result<(), String> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot start metrics: {e}"))?;
+    let config = source.load()?;
+    let settings = Settings::from(&config);
+    let data_dir = std::path::PathBuf::from(&config.data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+
+    let tls = runtime::tls(&config, &data_dir, &settings.hostname)?;
+    let mut version = 1;
+    let runtime = Arc::new(runtime::build(config, version, &settings)?);
+    let (spool, recovered) = Spool::open(&data_dir.join("spool"))
+        .await
+        .map_err(|e| format!("spool {}: {e}", data_dir.join("spool").display()))?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            messages = recovered.len(),
+            "recovered messages from the spool"
+        );
+    }
+    metrics::gauge!("postern_spool_depth").set(spool.depth() as f64);
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (queue_tx, queue_rx) = mpsc::channel(65_536);
+    let pipeline = Arc::new(postern_pipeline::Pipeline {
+        context: Arc::new(postern_pipeline::Context {
+            spool: spool.clone(),
+            archives: postern_pipeline::archive::ArchiveStore::new(&data_dir),
+            trace: postern_pipeline::trace::TraceLog::new(&data_dir),
+        }),
+        runtime: Arc::new(ArcSwap::new(runtime.clone())),
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let workers = tokio::spawn(pipeline.clone().run(
+        queue_rx,
+        queue_tx.clone(),
+        settings.workers,
+        stop,
+    ));
+    {
+        let queue = queue_tx.clone();
+        tokio::spawn(async move {
+            for id in recovered {
+                if queue.send(id).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let store = Arc::new(store::SpoolStore {
+        spool: spool.clone(),
+        queue: queue_tx.clone(),
+    });
+    let connections = Connections::new(settings.limits.max_connections);
+    let throttle = Arc::new(postern_smtp::limits::AuthThrottle::default());
+    let mut ingress_configs: HashMap<String, Arc<ArcSwap<SessionConfig>>> = HashMap::new();
+    let mut listening = Vec::new();
+    for (ingress_id, session_config) in
+        runtime::session_configs(&runtime, &tls, &settings, &throttle)?
+    {
+        let shared = Arc::new(ArcSwap::new(Arc::new(session_config)));
+        let current = shared.load_full();
+        let (plain, wrapped) = runtime::listeners(&runtime.config, &ingress_id);
+        for (addresses, implicit) in [(plain, false), (wrapped, true)] {
+            for address in addresses {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                    format!(
+                        "cannot listen on {address} (ingress point {}): {e}",
+                        current.ingress.name
+                    )
+                })?;
+                listening.push(format!(
+                    "{address} ({}ingress point {})",
+                    if implicit { "implicit TLS, " } else { "" },
+                    current.ingress.name
+                ));
+                tokio::spawn(postern_smtp::serve(
+                    listener,
+                    implicit,
+                    shared.clone(),
+                    store.clone(),
+                    connections.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+        ingress_configs.insert(ingress_id, shared);
+    }
+    let http_address: SocketAddr = settings.http_listen;
+    let http = tokio::spawn(http::serve(http_address, recorder, shutdown.clone()));
+    println!(
+        "postern: SMTP on {}; HTTP on {http_address}; data in {}",
+        listening.join(", "),
+        data_dir.display()
+    );
+
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                version += 1;
+                match reload(&source, version, &settings, &tls, &throttle, &pipeline, &ingress_configs) {
+                    Ok(()) => tracing::info!(version, "config reloaded"),
+                    Err(e) => {
+                        version -= 1;
+                        tracing::error!("config not reloaded, the running one stays:\n{e}");
+                    }
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            result = async { http.is_finished() } , if http.is_finished() => {
+                let _ = result;
+                return Err("the HTTP port stopped".into());
+            }
+        }
+    }
+
+    tracing::info!("stopping: no new connections; sessions in flight may finish");
+    let _ = shutdown_tx.send(true);
+    let open = connections.drain(settings.grace).await;
+    if open > 0 {
+        tracing::warn!(
+            sessions = open,
+            "sessions still open at the deadline are cut; their messages were not acknowledged"
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(settings.grace, workers).await;
+    tracing::info!(
+        spool = spool.depth(),
+        "stopped; messages left in the spool are processed at the next start"
+    );
+    Ok(())
+}
+
+fn reload(
+    source: &Source,
+    version: u64,
+    settings: &Settings,
+    tls: &runtime::Tls,
+    throttle: &Arc<postern_smtp::limits::AuthThrottle>,
+    pipeline: &Arc<postern_pipeline::Pipeline>,
+    ingress_configs: &HashMap<String, Arc<ArcSwap<SessionConfig>>>,
+) -> Result<(), String> {
+    let config = source.load()?;
+    let runtime = Arc::new(runtime::build(config, version, settings)?);
+    let sessions = runtime::session_configs(&runtime, tls, settings, throttle)?;
+    for (id, config) in sessions {
+        match ingress_configs.get(&id) {
+            Some(shared) => shared.store(Arc::new(config)),
+            None => {
+                tracing::warn!(ingress_point = %config.ingress.name, "a new ingress point gets its listeners at the next restart")
+            }
+        }
+    }
+    pipeline.runtime.store(runtime);
+    let _ = Duration::ZERO;
+    Ok(())
+}
+
+pub fn runtime_source(path: Option<std::path::PathBuf>) -> Source {
+    match path {
+        Some(path) => Source::File(path),
+        None => Source::Embedded,
+    }
+}
