@@ -341,6 +341,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                         );
                         metrics::counter!("postern_smtp_messages_rejected_total", "ingress_point" => self.config.ingress.name.clone(), "reason" => "size").increment(1);
                         if done {
+                            self.phase = Phase::Command;
                             self.send(refusal);
                             self.transaction = None;
                         } else {
