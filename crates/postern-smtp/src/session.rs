@@ -75,6 +75,8 @@ enum Phase<I> {
     Discard {
         receiver: DummyDataReceiver,
         reply: Reply,
+        /// The reply counts as a protocol error (towards MaxErrors).
+        error: bool,
     },
     Bdat {
         receiver: BdatReceiver,
@@ -348,6 +350,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                             self.phase = Phase::Discard {
                                 receiver: dummy,
                                 reply: refusal,
+                                error: false,
                             };
                         }
                         continue;
@@ -387,11 +390,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                         return false;
                     }
                 }
-                Phase::Discard { receiver, reply } => {
+                Phase::Discard {
+                    receiver,
+                    reply,
+                    error,
+                } => {
                     if receiver.ingest(&mut bytes) {
-                        let reply = reply.clone();
+                        let (reply, error) = (reply.clone(), *error);
                         self.phase = Phase::Command;
-                        self.send(reply);
+                        if error {
+                            self.error(reply);
+                        } else {
+                            self.send(reply);
+                        }
                         self.transaction = None;
                         self.bdat = None;
                     } else {
@@ -863,10 +874,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
         if self.bdat.is_none() {
             if let Some(refusal) = self.message_refusal() {
                 // The chunk still has to be read past.
-                self.errors += 1;
                 self.phase = Phase::Discard {
                     receiver: DummyDataReceiver::new_bdat(chunk_size),
                     reply: refusal,
+                    error: true,
                 };
                 return;
             }

@@ -23,13 +23,20 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for(port: u16) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "server did not listen on {port}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -71,18 +78,30 @@ fn pki(dir: &Path) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Partner CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Partner CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let client_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["gw.partner.example".into(), "mx.partner.example".into()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "gw.partner.example");
-    params.subject_alt_names.push(SanType::Rfc822Name("ops@partner.example".try_into().unwrap()));
+    let mut params = CertificateParams::new(vec![
+        "gw.partner.example".into(),
+        "mx.partner.example".into(),
+    ])
+    .unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "gw.partner.example");
+    params.subject_alt_names.push(SanType::Rfc822Name(
+        "ops@partner.example".try_into().unwrap(),
+    ));
     let client = params.signed_by(&client_key, &issuer).unwrap();
     // A certificate from nobody the ingress point trusts.
     let stranger_key = KeyPair::generate().unwrap();
     let mut stranger = CertificateParams::new(vec!["stranger.example".into()]).unwrap();
-    stranger.distinguished_name.push(DnType::CommonName, "stranger.example");
+    stranger
+        .distinguished_name
+        .push(DnType::CommonName, "stranger.example");
     let stranger = stranger.self_signed(&stranger_key).unwrap();
     let write = |name: &str, text: String| {
         let path = dir.join(name);
@@ -99,7 +118,10 @@ fn pki(dir: &Path) -> Pki {
 }
 
 fn start(dir: &Path, ca_pem: &str, mtls: u16, lb: u16) -> Server {
-    let ca = ca_pem.lines().map(|l| format!("            {l}\n")).collect::<String>();
+    let ca = ca_pem
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect::<String>();
     let http = free_port();
     let config = format!(
         r#"Server:
@@ -157,8 +179,16 @@ Archives:
 }
 
 fn python(script: &str) -> String {
-    let out = Command::new("python3").arg("-c").arg(script).output().expect("python3 runs");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -234,9 +264,11 @@ fn proxy_protocol_gives_the_client_address() {
             }
         };
         read_until(&mut c, &mut replies, "220 ");
-        c.write_all(b"HELO lb\r\nMAIL FROM:<x@y.example>\r\nRCPT TO:<z@example.com>\r\nDATA\r\n").unwrap();
+        c.write_all(b"HELO lb\r\nMAIL FROM:<x@y.example>\r\nRCPT TO:<z@example.com>\r\nDATA\r\n")
+            .unwrap();
         read_until(&mut c, &mut replies, "354");
-        c.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes()).unwrap();
+        c.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes())
+            .unwrap();
         read_until(&mut c, &mut replies, "250 2.0.0");
         replies
     };
@@ -247,8 +279,18 @@ fn proxy_protocol_gives_the_client_address() {
     // v2: signature, version 2 PROXY, TCP over IPv6, addresses and ports.
     let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     v2.extend_from_slice(&[0x21, 0x21, 0, 36]);
-    v2.extend_from_slice(&"2001:db8::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    v2.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    v2.extend_from_slice(
+        &"2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     v2.extend_from_slice(&40000u16.to_be_bytes());
     v2.extend_from_slice(&25u16.to_be_bytes());
     converse(&v2, "via-v2");

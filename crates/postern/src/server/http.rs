@@ -3,11 +3,10 @@
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::net::SocketAddr;
 use tokio::sync::watch;
 
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -17,8 +16,9 @@ pub async fn serve(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         );
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(%address, "HTTP listening");
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "HTTP listening");
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;

@@ -110,16 +110,21 @@ pub async fn run(source: Source) -> Result<(), String> {
         ingress_configs.insert(ingress_id, shared);
     }
     let http_address: SocketAddr = settings.http_listen;
-    let http = tokio::spawn(http::serve(http_address, recorder, shutdown.clone()));
+    // Bound here, so that a port in use stops the start like an SMTP one.
+    let http_listener = tokio::net::TcpListener::bind(http_address)
+        .await
+        .map_err(|e| format!("cannot listen on {http_address} (HTTP): {e}"))?;
+    let mut http = tokio::spawn(http::serve(http_listener, recorder, shutdown.clone()));
+    // Signals are handled before the server says it is ready.
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     println!(
         "postern: SMTP on {}; HTTP on {http_address}; data in {}",
         listening.join(", "),
         data_dir.display()
     );
 
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -134,9 +139,11 @@ pub async fn run(source: Source) -> Result<(), String> {
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            result = async { http.is_finished() } , if http.is_finished() => {
-                let _ = result;
-                return Err("the HTTP port stopped".into());
+            result = &mut http => {
+                return Err(match result {
+                    Ok(Err(e)) => format!("the HTTP port {http_address} stopped: {e}"),
+                    _ => format!("the HTTP port {http_address} stopped"),
+                });
             }
         }
     }
