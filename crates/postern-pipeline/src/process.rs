@@ -152,7 +152,14 @@ pub async fn process(
             let kind = action_kind(action);
             let outcome = match action {
                 RuleAction::AddHeader(h) => {
-                    headers.push((h.header_name.clone(), h.header_value.clone()));
+                    // The model does not forbid CR or LF in HeaderValue; a
+                    // header must not be able to start another header.
+                    let value: String = h
+                        .header_value
+                        .chars()
+                        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                        .collect();
+                    headers.push((h.header_name.clone(), value));
                     "added".to_string()
                 }
                 RuleAction::ReplaceRecipient(r) => {
