@@ -4233,6 +4233,9 @@ pub struct SmtpLimitsConfig {
     /// Recipients of one message.
     #[serde(rename = "MaxRecipients", default, skip_serializing_if = "Option::is_none")]
     pub max_recipients: Option<i32>,
+    /// Longest command line in bytes, CRLF included.
+    #[serde(rename = "MaxLineLength", default, skip_serializing_if = "Option::is_none")]
+    pub max_line_length: Option<i32>,
     /// Message size when the traffic policy sets none.
     #[serde(rename = "MaxMessageSizeBytes", default, skip_serializing_if = "Option::is_none")]
     pub max_message_size_bytes: Option<i32>,

@@ -11,6 +11,9 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Recipients accepted in one transaction (RFC 5321 asks for at least 100).
     pub max_recipients: usize,
+    /// Longest command line, CRLF included (RFC 5321 asks for at least
+    /// 512; the SMTP codec reads at most 4096).
+    pub max_line_length: usize,
     /// Size of a message when no traffic policy sets MaxMessageSizeBytes.
     pub max_message_size: u64,
     /// Wait for a command (RFC 5321 4.5.3.2.7 suggests 5 minutes).
@@ -26,12 +29,22 @@ pub struct Limits {
     pub session_timeout: Duration,
 }
 
+impl Limits {
+    /// The command line limit in force: the configured one, never above what
+    /// the codec reads.
+    pub fn line_limit(&self) -> usize {
+        self.max_line_length
+            .clamp(512, smtp_proto::request::receiver::MAX_LINE_LENGTH)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 2000,
             max_connections_per_ip: 50,
             max_recipients: 100,
+            max_line_length: smtp_proto::request::receiver::MAX_LINE_LENGTH,
             max_message_size: 25 * 1024 * 1024,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),

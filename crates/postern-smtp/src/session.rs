@@ -276,7 +276,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                     let newline = rest.iter().position(|b| *b == b'\n');
                     let too_long = self.skip_line
                         || self.receiver.buf().len() + newline.map(|p| p + 1).unwrap_or(rest.len())
-                            > smtp_proto::request::receiver::MAX_LINE_LENGTH;
+                            > self.config.limits.line_limit();
                     if too_long {
                         self.receiver = RequestReceiver::default();
                         match newline {
@@ -309,7 +309,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                     let rest = bytes.as_slice();
                     let Some(end) = rest.iter().position(|b| *b == b'\n') else {
                         self.chunk.extend_from_slice(rest);
-                        if self.chunk.len() > 4096 {
+                        if self.chunk.len() > self.config.limits.line_limit() {
                             // Skipped to its end, then refused (Phase::Command).
                             self.phase = Phase::Command;
                             self.chunk.clear();

@@ -1574,6 +1574,21 @@ fn idle_session_times_out() {
     assert!(c.closed());
 }
 
+#[test]
+fn command_line_limit_is_configurable() {
+    let dir = TempDir::new("linelimit");
+    let mut config = Config::new(dir.path());
+    config.smtp_limits = vec![("MaxLineLength", 600)];
+    let server = Server::start(dir.path(), &config);
+    let mut c = server.connect();
+    c.ehlo();
+    let long = format!("NOOP {}\r\n", "x".repeat(700));
+    c.write(long.as_bytes());
+    c.reply().check("500 5.5.2", "line over MaxLineLength");
+    let fits = format!("NOOP {}", "x".repeat(500));
+    c.cmd(&fits).check("250 ", "line within MaxLineLength");
+}
+
 // ---------------------------------------------------------------------------
 // 11. SIGHUP reload
 

@@ -65,6 +65,7 @@ impl From<&ValidatedConfig> for Settings {
                     d.max_connections_per_ip,
                 ),
                 max_recipients: count(smtp.max_recipients, d.max_recipients),
+                max_line_length: count(smtp.max_line_length, d.max_line_length),
                 max_message_size: smtp
                     .max_message_size_bytes
                     .map(|v| v as u64)
