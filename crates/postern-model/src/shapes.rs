@@ -4204,6 +4204,9 @@ pub struct ServerConfig {
     /// Messages processed at once.
     #[serde(rename = "Workers", default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<i32>,
+    /// Messages waiting in the spool at which new mail is refused with 452 4.3.1; above half of it MAIL is answered with a growing delay.
+    #[serde(rename = "MaxSpoolDepth", default, skip_serializing_if = "Option::is_none")]
+    pub max_spool_depth: Option<i32>,
     /// On SIGTERM, how long sessions in flight may take to finish.
     #[serde(rename = "ShutdownGraceSeconds", default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_seconds: Option<i32>,

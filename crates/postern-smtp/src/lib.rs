@@ -22,4 +22,4 @@ pub mod tls;
 pub use limits::Limits;
 pub use listener::{Connections, serve};
 pub use session::{End, Peer, Session, SessionConfig};
-pub use store::{Incoming, IngressRef, SessionMeta, Store};
+pub use store::{Incoming, IngressRef, Pressure, SessionMeta, Store};

@@ -555,7 +555,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                     return true;
                 }
             }
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => match self.store.pressure() {
+                crate::store::Pressure::Full => {
+                    metrics::counter!("postern_smtp_messages_rejected_total", "ingress_point" => self.config.ingress.name.clone(), "reason" => "spool_full").increment(1);
+                    self.send(Reply::new(
+                        452,
+                        (4, 3, 1),
+                        "Too much mail waiting to be processed, try again later",
+                    ));
+                }
+                crate::store::Pressure::Slow(delay) => {
+                    tokio::time::sleep(delay).await;
+                    self.mail(from);
+                }
+                crate::store::Pressure::Normal => self.mail(from),
+            },
             Request::Rcpt { to } => self.rcpt(to),
             Request::Data => self.data().await,
             Request::Bdat {

@@ -8,8 +8,23 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
 
+/// How full the store is: the session slows down or refuses new mail
+/// (with 4xx, so senders retry) instead of letting the queue grow unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressure {
+    Normal,
+    /// Answer MAIL after this delay (like Postfix's in_flow_delay).
+    Slow(std::time::Duration),
+    /// Refuse MAIL with 452 4.3.1.
+    Full,
+}
+
 pub trait Store: Send + Sync + 'static {
     type Incoming: Incoming;
+    /// How full the store is now.
+    fn pressure(&self) -> Pressure {
+        Pressure::Normal
+    }
     /// Starts a message; `meta` is [`SessionMeta`] as JSON.
     fn create(&self, meta: &[u8]) -> impl Future<Output = io::Result<Self::Incoming>> + Send;
 }

@@ -112,7 +112,12 @@ fn failing_case_prints_a_diff_and_exits_1() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["test", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["check", "--help"],
+        &["test", "--help"],
+    ] {
         let out = postern(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
         assert!(text(&out).contains("Usage:"), "{args:?}");

@@ -73,6 +73,7 @@ pub async fn run(source: Source) -> Result<(), String> {
     let store = Arc::new(store::SpoolStore {
         spool: spool.clone(),
         queue: queue_tx.clone(),
+        max_depth: settings.max_spool_depth,
     });
     let connections = Connections::new(settings.limits.max_connections);
     let throttle = Arc::new(postern_smtp::limits::AuthThrottle::default());

@@ -40,6 +40,7 @@ pub struct Settings {
     pub grace: Duration,
     pub http_listen: SocketAddr,
     pub limits: Limits,
+    pub max_spool_depth: usize,
 }
 
 impl From<&ValidatedConfig> for Settings {
@@ -52,7 +53,8 @@ impl From<&ValidatedConfig> for Settings {
             |v: Option<i32>, d: Duration| v.map(|v| Duration::from_secs(v as u64)).unwrap_or(d);
         Settings {
             hostname: server.hostname.unwrap_or_else(|| "localhost".into()),
-            workers: count(server.workers, 4),
+            workers: count(server.workers, 16),
+            max_spool_depth: count(server.max_spool_depth, 100_000),
             grace: secs(server.shutdown_grace_seconds, Duration::from_secs(30)),
             http_listen: server
                 .http_listen

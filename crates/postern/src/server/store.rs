@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 pub struct SpoolStore {
     pub spool: Spool,
     pub queue: mpsc::Sender<QueueId>,
+    /// Messages waiting in the spool at which new mail is refused (452);
+    /// from half of it on, MAIL is answered more and more slowly.
+    pub max_depth: usize,
 }
 
 pub struct SpoolIncoming {
@@ -17,6 +20,20 @@ pub struct SpoolIncoming {
 
 impl postern_smtp::Store for SpoolStore {
     type Incoming = SpoolIncoming;
+
+    fn pressure(&self) -> postern_smtp::Pressure {
+        let depth = self.spool.depth();
+        let soft = self.max_depth / 2;
+        if depth >= self.max_depth {
+            postern_smtp::Pressure::Full
+        } else if depth > soft {
+            // Up to one second, growing with the backlog.
+            let share = (depth - soft) as f64 / (self.max_depth - soft).max(1) as f64;
+            postern_smtp::Pressure::Slow(std::time::Duration::from_secs_f64(share))
+        } else {
+            postern_smtp::Pressure::Normal
+        }
+    }
 
     async fn create(&self, meta: &[u8]) -> io::Result<SpoolIncoming> {
         Ok(SpoolIncoming {
