@@ -1575,6 +1575,44 @@ fn idle_session_times_out() {
 }
 
 #[test]
+fn global_connection_limit_answers_421_busy() {
+    let dir = TempDir::new("maxconn");
+    let mut config = Config::new(dir.path());
+    config.smtp_limits = vec![("MaxConnections", 2)];
+    let server = Server::start(dir.path(), &config);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    let mut third = Client::open(server.smtp);
+    third
+        .reply()
+        .check("421 4.3.2", "third connection over MaxConnections");
+    assert!(third.closed());
+    first.expect("NOOP", "250");
+    second.expect("NOOP", "250");
+}
+
+#[test]
+fn data_timeout_ends_a_stalled_message() {
+    let dir = TempDir::new("datatimeout");
+    let mut config = Config::new(dir.path());
+    config.smtp_limits = vec![("DataTimeoutSeconds", 1)];
+    let server = Server::start(dir.path(), &config);
+    let mut c = server.connect();
+    c.ehlo();
+    c.expect("MAIL FROM:<a@sender.test>", "250 2.1.0");
+    c.expect("RCPT TO:<one@example.com>", "250 2.1.5");
+    c.expect("DATA", "354");
+    c.write(b"Subject: never finished\r\n\r\npart of a bo");
+    // Then nothing: the server gives up on the message.
+    c.reply().check("421 4.4.2", "stalled DATA");
+    assert!(c.closed());
+    assert!(
+        spool_queue(&server.data).is_empty(),
+        "nothing half-received is queued"
+    );
+}
+
+#[test]
 fn command_line_limit_is_configurable() {
     let dir = TempDir::new("linelimit");
     let mut config = Config::new(dir.path());
