@@ -378,14 +378,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                         else {
                             unreachable!()
                         };
-                        match incoming {
-                            Some(incoming) => self.finish_message(incoming, size).await,
-                            None => {
-                                // The spool failed earlier; the reply says so.
-                                self.send(reply::temporary_failure(&self.id));
-                                self.transaction = None;
-                            }
-                        }
+                        self.finish_message(incoming, size).await;
                     } else {
                         return false;
                     }
@@ -450,13 +443,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                         let Some((incoming, size, _)) = self.bdat.take() else {
                             continue;
                         };
-                        match incoming {
-                            Some(incoming) => self.finish_message(incoming, size).await,
-                            None => {
-                                self.send(reply::temporary_failure(&self.id));
-                                self.transaction = None;
-                            }
-                        }
+                        self.finish_message(incoming, size).await;
                     } else {
                         let size = self.bdat.as_ref().map(|b| b.1).unwrap_or(0);
                         self.send(Reply::new(
@@ -909,7 +896,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
         };
     }
 
-    async fn finish_message(&mut self, incoming: S::Incoming, size: u64) {
+    /// Commits a complete message and answers; `None` when the spool failed
+    /// while the data arrived (the client is told to retry).
+    async fn finish_message(&mut self, incoming: Option<S::Incoming>, size: u64) {
+        let Some(incoming) = incoming else {
+            self.send(reply::temporary_failure(&self.id));
+            self.transaction = None;
+            return;
+        };
         let recipients = self
             .transaction
             .as_ref()
