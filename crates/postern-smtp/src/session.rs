@@ -406,7 +406,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                     let done = receiver.ingest(&mut bytes, &mut self.chunk);
                     let is_last = receiver.is_last;
                     let chunk = std::mem::take(&mut self.chunk);
-                    let max = self.max_size_value();
+                    let max = self.max_size();
                     if let Some((incoming, size, too_big)) = &mut self.bdat {
                         *size += chunk.len() as u64;
                         if !*too_big && *size > max {
@@ -486,10 +486,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
 
     /// The size limit in force: the traffic policy's, or the default.
     fn max_size(&self) -> u64 {
-        self.max_size_value()
-    }
-
-    fn max_size_value(&self) -> u64 {
         self.config
             .policy
             .max_message_size

@@ -13,7 +13,6 @@ use runtime::{Settings, Source};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
@@ -188,7 +187,6 @@ fn reload(
         }
     }
     pipeline.runtime.store(runtime);
-    let _ = Duration::ZERO;
     Ok(())
 }
 

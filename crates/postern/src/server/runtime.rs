@@ -5,7 +5,7 @@
 
 use postern_config::ValidatedConfig;
 use postern_engine::Engine;
-use postern_model::{IngressPointConfiguration, IngressPointType, ResourceKind, RuleAction};
+use postern_model::{IngressPointConfiguration, IngressPointType, RuleAction};
 use postern_pipeline::Runtime;
 use postern_smtp::{IngressRef, Limits, SessionConfig};
 use std::net::SocketAddr;
@@ -307,7 +307,6 @@ pub fn session_configs(
             },
         ));
     }
-    let _ = ResourceKind::IngressPoint;
     Ok(out)
 }
 
