@@ -143,12 +143,33 @@ pub async fn process(
             None => groups.push((outcome.actions.clone(), vec![outcome.recipient.clone()])),
         }
     }
+    // The first Archive of a message into an archive stores it under the
+    // queue id; another Archive action into the same archive (another rule,
+    // other recipients, other added headers) under the queue id and the
+    // action, so no copy overwrites another and a rerun writes the same files.
+    let mut archived_as: HashMap<String, (usize, usize)> = HashMap::new();
     for (plan, recipients) in &groups {
         let mut current: Vec<String> = recipients.clone();
         let mut headers: Vec<(String, String)> = vec![("Received".into(), received_header.clone())];
         for a in plan {
             let action = rule_set.action(*a);
-            let key = format!("{}.{}", a.rule, a.action);
+            // Stable across config versions: a message retried under an
+            // edited rule set never takes another action's outcome for its own.
+            let target = match action {
+                RuleAction::Archive(archive) => runtime
+                    .config
+                    .resolve(ResourceKind::Archive, &archive.target_archive)
+                    .map(|i| i.id.clone())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let key = format!(
+                "{}/{}/{}/{}:{target}",
+                rule_set.id,
+                rule_set.rule_label(a.rule),
+                a.action,
+                action_kind(action)
+            );
             let kind = action_kind(action);
             let outcome = match action {
                 RuleAction::AddHeader(h) => {
@@ -168,6 +189,16 @@ pub async fn process(
                 }
                 RuleAction::Drop(_) => "dropped".to_string(),
                 RuleAction::Archive(archive) => {
+                    // Decided in execution order, done or not, so a rerun
+                    // after a crash names every copy as the first run did.
+                    let first = *archived_as
+                        .entry(target.clone())
+                        .or_insert((a.rule, a.action));
+                    let archived_id = if first == (a.rule, a.action) {
+                        id.to_string()
+                    } else {
+                        format!("{id}-{}-{}", a.rule, a.action)
+                    };
                     if let Some(previous) = done.get(&key).or(outcomes.get(&(a.rule, a.action))) {
                         previous.clone()
                     } else {
@@ -175,7 +206,7 @@ pub async fn process(
                             ctx,
                             runtime,
                             &meta,
-                            id,
+                            &archived_id,
                             &archive.target_archive,
                             &current,
                             &headers,
@@ -298,7 +329,7 @@ async fn archive_message(
     ctx: &Arc<Context>,
     runtime: &Arc<Runtime>,
     meta: &SessionMeta,
-    id: &QueueId,
+    id: &str,
     target: &str,
     recipients: &[String],
     headers: &[(String, String)],

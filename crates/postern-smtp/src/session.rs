@@ -179,6 +179,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                     "Service shutting down, closing connection",
                 ));
                 let _ = self.flush().await;
+                self.abort_message().await;
                 return End::Shutdown;
             }
             let timeout = match self.phase {
@@ -230,17 +231,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
 
     /// No transaction open: a good moment to close.
     fn idle(&self) -> bool {
-        self.transaction.is_none() && matches!(self.phase, Phase::Command)
+        self.transaction.is_none() && self.bdat.is_none() && matches!(self.phase, Phase::Command)
     }
 
     fn send(&mut self, reply: Reply) {
         reply.write_to(&mut self.out);
     }
 
+    /// Writes the queued replies. A client that does not read them within
+    /// the command timeout loses its session: it may not hold a slot by
+    /// never reading.
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.conn.write_all(&self.out).await?;
-            self.conn.flush().await?;
+            let timeout = self.config.limits.command_timeout;
+            let write = async {
+                self.conn.write_all(&self.out).await?;
+                self.conn.flush().await
+            };
+            tokio::time::timeout(timeout, write).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")
+            })??;
             self.out.clear();
         }
         Ok(())
@@ -525,8 +535,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
     /// Handles one command; true when TLS must start now.
     async fn command(&mut self, request: Request<String>) -> bool {
         match request {
-            Request::Ehlo { host } => self.hello(host, true),
-            Request::Helo { host } => self.hello(host, false),
+            Request::Ehlo { host } => {
+                // A new greeting starts over: a message half sent with BDAT
+                // is abandoned, never continued under another envelope.
+                self.abort_message().await;
+                self.hello(host, true)
+            }
+            Request::Helo { host } => {
+                self.abort_message().await;
+                self.hello(host, false)
+            }
             Request::Lhlo { .. } => self.error(Reply::new(500, (5, 5, 1), "LHLO is for LMTP")),
             Request::StartTls => {
                 if self.conn.is_tls() {
@@ -1075,6 +1093,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
     }
 
     async fn start_tls(&mut self) -> std::io::Result<()> {
+        // Nothing sent before TLS may become part of a message after it.
+        self.abort_message().await;
+        self.transaction = None;
         let Some(tls) = self.config.tls.clone() else {
             return Ok(());
         };

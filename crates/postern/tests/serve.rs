@@ -1574,6 +1574,126 @@ fn idle_session_times_out() {
     assert!(c.closed());
 }
 
+// Regressions found in review.
+
+/// A BDAT message half sent, then a new EHLO: the new envelope never
+/// continues the old spool file (whose envelope and content an attacker
+/// chose before, say, STARTTLS).
+#[test]
+fn a_new_greeting_abandons_a_half_sent_bdat_message() {
+    let dir = TempDir::new("bdatreset");
+    let config = Config::new(dir.path());
+    let server = Server::start(dir.path(), &config);
+    let mut c = server.connect();
+    c.ehlo();
+    c.expect("MAIL FROM:<evil@attacker.test>", "250 2.1.0");
+    c.expect("RCPT TO:<attacker@example.com>", "250 2.1.5");
+    let injected = b"X-Injected: by-the-attacker\r\n";
+    c.write(format!("BDAT {}\r\n", injected.len()).as_bytes());
+    c.write(injected);
+    c.reply().check("250 2.0.0", "first chunk");
+    c.ehlo();
+    c.expect("MAIL FROM:<good@sender.test>", "250 2.1.0");
+    c.expect("RCPT TO:<victim@example.com>", "250 2.1.5");
+    let message = b"Subject: private\r\n\r\nsecret\r\n";
+    c.write(format!("BDAT {} LAST\r\n", message.len()).as_bytes());
+    c.write(message);
+    let id = c.reply().check("250 2.0.0", "last chunk").queue_id();
+    let archived = wait_archived(&server.data, &id);
+    let (_, body) = split_received(&archived);
+    assert_eq!(
+        body,
+        message.to_vec(),
+        "{}",
+        String::from_utf8_lossy(&archived)
+    );
+    let trace = wait_trace(&server.data, &id);
+    let recipients: Vec<&str> = trace["Recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Recipient"].as_str().unwrap())
+        .collect();
+    assert_eq!(recipients, ["victim@example.com"], "{trace}");
+}
+
+/// A client that sends commands and never reads the replies loses its
+/// session after the command timeout instead of holding its slot.
+#[test]
+fn a_client_that_never_reads_is_cut_off() {
+    let dir = TempDir::new("noread");
+    let mut config = Config::new(dir.path());
+    config.smtp_limits = vec![("CommandTimeoutSeconds", 1), ("MaxConnectionsPerIp", 1)];
+    let server = Server::start(dir.path(), &config);
+    let mut hog = Client::open(server.smtp);
+    hog.stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Enough pipelined NOOPs that their replies fill every socket buffer.
+    let noops = b"NOOP\r\n".repeat(200_000);
+    let _ = hog.stream.write_all(&noops);
+    wait_for("the slot of a client that does not read", || {
+        let mut c = Client::open(server.smtp);
+        (c.reply().code == 220).then_some(())
+    });
+}
+
+/// Two Archive actions into one archive keep two copies.
+#[test]
+fn two_archive_actions_into_one_archive_keep_both_copies() {
+    let dir = TempDir::new("twoarchives");
+    let mut config = Config::new(dir.path());
+    config.rules = "      - Name: tag-a\n        Conditions:\n          - StringExpression: {Evaluate: {Attribute: RECIPIENT}, Operator: EQUALS, Values: [a@example.com]}\n        Actions:\n          - AddHeader: {HeaderName: X-Group, HeaderValue: a}\n          - Archive: {TargetArchive: main-archive}\n      - Name: archive-b\n        Conditions:\n          - StringExpression: {Evaluate: {Attribute: RECIPIENT}, Operator: EQUALS, Values: [b@example.com]}\n        Actions:\n          - Archive: {TargetArchive: main-archive}\n".into();
+    let server = Server::start(dir.path(), &config);
+    let mut c = server.connect();
+    c.ehlo();
+    let id = c.send(
+        "s@sender.test",
+        &["a@example.com", "b@example.com"],
+        b"Subject: two copies\r\n\r\nbody\r\n",
+    );
+    let first = wait_archived(&server.data, &id);
+    assert!(
+        contains(&first, b"X-Group: a"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    let second = wait_archived(&server.data, &format!("{id}-1-0"));
+    assert!(
+        !contains(&second, b"X-Group"),
+        "{}",
+        String::from_utf8_lossy(&second)
+    );
+}
+
+/// Renaming an ingress point that has listeners needs a restart: a reload
+/// that tries is refused and mail keeps flowing under the running config.
+#[test]
+fn reload_that_removes_a_listening_ingress_point_is_refused() {
+    let dir = TempDir::new("renamed");
+    let config = Config::new(dir.path());
+    let server = Server::start(dir.path(), &config);
+    std::fs::write(
+        dir.path().join("postern.yaml"),
+        config.render().replace(
+            &format!("IngressPointName: {INGRESS}"),
+            "IngressPointName: renamed",
+        ),
+    )
+    .unwrap();
+    server.signal("HUP");
+    let log = server.wait_log("config not reloaded", 1);
+    assert!(log.contains("needs a restart"), "{log}");
+    let mut c = server.connect();
+    c.ehlo();
+    let id = c.send(
+        "s@sender.test",
+        &["x@example.com"],
+        b"Subject: still\r\n\r\nbody\r\n",
+    );
+    wait_archived(&server.data, &id);
+}
+
 #[test]
 fn global_connection_limit_answers_421_busy() {
     let dir = TempDir::new("maxconn");

@@ -42,7 +42,9 @@ pub async fn run(source: Source) -> Result<(), String> {
     metrics::gauge!("postern_spool_depth").set(spool.depth() as f64);
 
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let (queue_tx, queue_rx) = mpsc::channel(65_536);
+    // Room for every message the spool may hold, so that a session never
+    // waits on this queue between its commit and its 250.
+    let (queue_tx, queue_rx) = mpsc::channel(settings.max_spool_depth + 1024);
     let pipeline = Arc::new(postern_pipeline::Pipeline {
         context: Arc::new(postern_pipeline::Context {
             spool: spool.clone(),
@@ -178,6 +180,16 @@ fn reload(
     let config = source.load()?;
     let runtime = Arc::new(runtime::build(config, version, settings)?);
     let sessions = runtime::session_configs(&runtime, tls, settings, throttle)?;
+    // An ingress point with listeners cannot go away without a restart: its
+    // sessions would accept mail that no running rule set could process.
+    for (id, shared) in ingress_configs {
+        if !sessions.iter().any(|(new_id, _)| new_id == id) {
+            return Err(format!(
+                "ingress point {} ({id}) has listeners; removing or renaming it needs a restart",
+                shared.load().ingress.name
+            ));
+        }
+    }
     for (id, config) in sessions {
         match ingress_configs.get(&id) {
             Some(shared) => shared.store(Arc::new(config)),
