@@ -302,6 +302,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                             }
                         }
                     }
+                    // Two lines the codec reads differently from the RFCs.
+                    if self.receiver.buf().is_empty()
+                        && let Some(p) = newline
+                    {
+                        let line = String::from_utf8_lossy(&rest[..p])
+                            .trim_end()
+                            .to_ascii_lowercase();
+                        // RFC 5321 4.5.1: postmaster without a domain is a
+                        // recipient every server must accept.
+                        if line == "rcpt to:<postmaster>" {
+                            bytes = rest[p + 1..].iter();
+                            self.rcpt(smtp_proto::RcptTo {
+                                address: "postmaster".to_string(),
+                                orcpt: None,
+                                rrvs: 0,
+                                flags: 0,
+                            });
+                            continue;
+                        }
+                        // RFC 3207: STARTTLS takes no parameter.
+                        if line.starts_with("starttls ")
+                            && !line["starttls ".len()..].trim().is_empty()
+                        {
+                            bytes = rest[p + 1..].iter();
+                            self.error(reply::syntax("Syntax: STARTTLS (no parameters)"));
+                            continue;
+                        }
+                    }
                     let request = match self.receiver.ingest(&mut bytes) {
                         Ok(request) => request.into_owned(),
                         Err(ProtoError::NeedsMoreData { .. }) => return false,

@@ -1,5 +1,7 @@
-//! A store under pressure: MAIL is slowed, then refused with 452 4.3.1,
-//! instead of letting the spool grow without bound.
+//! Sessions over an in-memory pipe with an in-memory store: a store under
+//! pressure (MAIL slowed, then refused with 452 4.3.1, instead of letting
+//! the spool grow without bound), and lines the SMTP codec reads
+//! differently from the RFCs.
 
 use postern_engine::Engine;
 use postern_smtp::{Incoming, IngressRef, Limits, Peer, Pressure, Session, SessionConfig, Store};
@@ -126,5 +128,27 @@ async fn normal_store_accepts() {
     assert_eq!(
         store.committed.lock().unwrap()[0],
         b"Subject: x\r\n\r\nhi\r\n"
+    );
+}
+
+#[tokio::test]
+async fn postmaster_without_a_domain_is_a_recipient() {
+    let store = memory(Pressure::Normal);
+    let out = converse(
+        store.clone(),
+        b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<Postmaster>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    )
+    .await;
+    assert!(out.contains("250 2.1.5 Recipient OK"), "{out}");
+    assert!(out.contains("250 2.0.0 OK queued as Q1"), "{out}");
+}
+
+#[tokio::test]
+async fn starttls_with_a_parameter_is_a_syntax_error() {
+    let store = memory(Pressure::Normal);
+    let out = converse(store, b"EHLO c.test\r\nSTARTTLS now\r\nQUIT\r\n").await;
+    assert!(
+        out.contains("501 5.5.4 Syntax: STARTTLS (no parameters)"),
+        "{out}"
     );
 }
