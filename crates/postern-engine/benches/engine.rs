@@ -294,50 +294,90 @@ fn verdicts() -> Verdicts {
     }
 }
 
+/// The rule set, message and inputs both benchmarks and the summary use.
+struct Fixture {
+    rules: Vec<Rule>,
+    set: CompiledRuleSet,
+    envelope: Envelope,
+    verdicts: Verdicts,
+    message: mail_parser::Message<'static>,
+    size: u64,
+    vip: HashSet<String>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let rules = rules();
+        let vip_members = ["ceo@example.com", "cfo@example.com"];
+        let catalog = Lists(Arc::new(AddressList::new(vip_members)));
+        let set =
+            CompiledRuleSet::compile("rs-bench", "bench", "arn:bench", &rules, &catalog).unwrap();
+        Fixture {
+            rules,
+            set,
+            envelope: envelope(),
+            verdicts: verdicts(),
+            message: message_parser().parse(MESSAGE.as_bytes()).unwrap(),
+            size: MESSAGE.len() as u64,
+            vip: vip_members.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn direct_input(&self) -> direct::Input<'_> {
+        direct::Input {
+            envelope: &self.envelope,
+            message: &self.message,
+            size: self.size,
+            verdicts: &self.verdicts,
+            vip: &self.vip,
+        }
+    }
+}
+
+/// The 1,000,000 members of the address list benchmark.
+fn members() -> Vec<String> {
+    (0..1_000_000)
+        .map(|i| format!("user{i}@corp{}.example", i % 1000))
+        .collect()
+}
+
 fn bench_rule_set(c: &mut Criterion) {
-    let rules = rules();
-    let vip_members = ["ceo@example.com", "cfo@example.com"];
-    let catalog = Lists(Arc::new(AddressList::new(vip_members)));
-    let set = CompiledRuleSet::compile("rs-bench", "bench", "arn:bench", &rules, &catalog).unwrap();
-    let envelope = envelope();
-    let verdicts = verdicts();
-    let message = message_parser().parse(MESSAGE.as_bytes()).unwrap();
-    let size = MESSAGE.len() as u64;
-    let vip: HashSet<String> = vip_members.iter().map(|s| s.to_string()).collect();
-    let input = direct::Input {
-        envelope: &envelope,
-        message: &message,
+    let fixture = Fixture::new();
+    let Fixture {
+        rules,
+        set,
+        envelope,
+        verdicts,
+        message,
         size,
-        verdicts: &verdicts,
-        vip: &vip,
-    };
+        ..
+    } = &fixture;
+    let (size, input) = (*size, fixture.direct_input());
     // Both evaluate the same rules to the same matches.
-    let compiled = set.evaluate(&envelope, &message, size, &verdicts).unwrap();
+    let compiled = set.evaluate(envelope, message, size, verdicts).unwrap();
     let compiled: Vec<Vec<usize>> = compiled
         .recipients
         .iter()
         .map(|r| r.matched.iter().map(|m| m.rule).collect())
         .collect();
-    assert_eq!(compiled, direct::evaluate(&rules, &input));
+    assert_eq!(compiled, direct::evaluate(rules, &input));
     assert!(compiled.iter().all(|m| !m.is_empty()));
 
     let mut group = c.benchmark_group("rule_set");
     group.bench_function("300_rules_3_recipients/postern", |b| {
         b.iter(|| {
-            set.evaluate(black_box(&envelope), black_box(&message), size, &verdicts)
+            set.evaluate(black_box(envelope), black_box(message), size, verdicts)
                 .unwrap()
         })
     });
     group.bench_function("300_rules_3_recipients/direct", |b| {
-        b.iter(|| direct::evaluate(black_box(&rules), black_box(&input)))
+        b.iter(|| direct::evaluate(black_box(rules), black_box(&input)))
     });
     group.finish();
 }
 
 fn bench_address_list(c: &mut Criterion) {
-    let members: Vec<String> = (0..1_000_000)
-        .map(|i| format!("user{i}@corp{}.example", i % 1000))
-        .collect();
+    let members = members();
     let list = AddressList::new(&members);
     let std_set: HashSet<String> = members.iter().cloned().collect();
     let probes = ["user777777@corp777.example", "nobody@nowhere.example"];
@@ -379,27 +419,22 @@ fn median_ns(n: u32, runs: usize, mut f: impl FnMut()) -> f64 {
 
 /// The summary: medians side by side and their ratios.
 fn ratios() {
-    let rules = rules();
-    let vip_members = ["ceo@example.com", "cfo@example.com"];
-    let catalog = Lists(Arc::new(AddressList::new(vip_members)));
-    let set = CompiledRuleSet::compile("rs-bench", "bench", "arn:bench", &rules, &catalog).unwrap();
-    let envelope = envelope();
-    let verdicts = verdicts();
-    let message = message_parser().parse(MESSAGE.as_bytes()).unwrap();
-    let size = MESSAGE.len() as u64;
-    let vip: HashSet<String> = vip_members.iter().map(|s| s.to_string()).collect();
-    let input = direct::Input {
-        envelope: &envelope,
-        message: &message,
+    let fixture = Fixture::new();
+    let Fixture {
+        rules,
+        set,
+        envelope,
+        verdicts,
+        message,
         size,
-        verdicts: &verdicts,
-        vip: &vip,
-    };
+        ..
+    } = &fixture;
+    let (size, input) = (*size, fixture.direct_input());
     let postern = median_ns(2_000, 31, || {
-        black_box(set.evaluate(&envelope, &message, size, &verdicts).unwrap());
+        black_box(set.evaluate(envelope, message, size, verdicts).unwrap());
     });
     let direct = median_ns(200, 31, || {
-        black_box(direct::evaluate(&rules, &input));
+        black_box(direct::evaluate(rules, &input));
     });
     println!("\nsummary (medians)");
     println!(
@@ -408,9 +443,7 @@ fn ratios() {
         direct / 1000.0,
         direct / postern
     );
-    let members: Vec<String> = (0..1_000_000)
-        .map(|i| format!("user{i}@corp{}.example", i % 1000))
-        .collect();
+    let members = members();
     let list = AddressList::new(&members);
     let std_set: HashSet<String> = members.into_iter().collect();
     let probe = "user777777@corp777.example";

@@ -264,6 +264,28 @@ impl Candidates<'_> {
     }
 }
 
+/// The add-on results a compiled set reads, looked up once per message.
+pub(crate) fn analysis_values<'v>(
+    keys: &[(String, String)],
+    verdicts: &'v Verdicts,
+) -> Vec<Option<&'v AnalysisValue>> {
+    keys.iter()
+        .map(|(arn, field)| verdicts.analysis(arn, field))
+        .collect()
+}
+
+/// An add-on result as the candidate of a string condition.
+pub(crate) fn analysis_candidates<'c>(
+    analysis: &[Option<&AnalysisValue>],
+    key: u32,
+) -> Candidates<'c> {
+    Candidates::Owned(
+        analysis[key as usize]
+            .map(|v| vec![v.as_text().to_lowercase()])
+            .unwrap_or_default(),
+    )
+}
+
 /// Everything a condition may read while one recipient is evaluated.
 pub(crate) struct Input<'a> {
     pub facts: &'a Facts,

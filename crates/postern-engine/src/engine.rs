@@ -8,7 +8,6 @@ use crate::policy::CompiledPolicy;
 use crate::rule_set::CompiledRuleSet;
 use postern_config::{Identity, ValidatedConfig};
 use postern_model::{IngressPointType, ResourceKind};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -99,21 +98,18 @@ impl Engine {
         })
     }
 
-    /// The ingress point a name, id or ARN refers to.
-    pub fn ingress_point(&self, reference: &str) -> Option<&IngressBinding> {
-        self.ingress_points.iter().find(|b| {
+    /// The position in `ingress_points` of the one a name, id or ARN refers to.
+    pub fn find_ingress_point(&self, reference: &str) -> Option<usize> {
+        self.ingress_points.iter().position(|b| {
             b.identity.name == reference
                 || b.identity.id == reference
                 || b.identity.arn == reference
         })
     }
 
-    /// Address list sizes, for summaries.
-    pub fn describe(&self) -> HashMap<&'static str, usize> {
-        HashMap::from([
-            ("ingress_points", self.ingress_points.len()),
-            ("traffic_policies", self.policies.len()),
-            ("rule_sets", self.rule_sets.len()),
-        ])
+    /// The ingress point a name, id or ARN refers to.
+    pub fn ingress_point(&self, reference: &str) -> Option<&IngressBinding> {
+        self.find_ingress_point(reference)
+            .map(|i| &self.ingress_points[i])
     }
 }

@@ -10,7 +10,7 @@ use crate::compile::{Catalog, Compiler, UnknownReference};
 use crate::condition::{Candidates, Cond, Hit, Input, StringIndex, eval};
 use crate::envelope::Envelope;
 use crate::facts::{Attr, Facts};
-use crate::verdicts::{AnalysisValue, Missing, Verdicts};
+use crate::verdicts::{Missing, Verdicts};
 use postern_model::{AcceptAction, PolicyStatement};
 
 #[derive(Debug)]
@@ -103,22 +103,14 @@ impl CompiledPolicy {
             });
         }
         let recipient = normalize(recipient);
-        let analysis: Vec<Option<&AnalysisValue>> = self
-            .analysis_keys
-            .iter()
-            .map(|(arn, field)| verdicts.analysis(arn, field))
-            .collect();
+        let analysis = crate::condition::analysis_values(&self.analysis_keys, verdicts);
         let mut hits: Vec<Option<Hit>> = vec![None; self.strings.hits];
         let one = [recipient.clone()];
         for per_recipient in [false, true] {
             self.strings
                 .scan(&mut hits, per_recipient, |attr| match attr {
                     Attr::Recipient => Candidates::Borrowed(&one),
-                    Attr::Analysis(key) => Candidates::Owned(
-                        analysis[key as usize]
-                            .map(|v| vec![v.as_text().to_lowercase()])
-                            .unwrap_or_default(),
-                    ),
+                    Attr::Analysis(key) => crate::condition::analysis_candidates(&analysis, key),
                     _ => Candidates::Borrowed(&[]),
                 });
         }

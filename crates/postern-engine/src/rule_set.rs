@@ -15,7 +15,7 @@ use crate::facts::{Attr, Facts, Needs};
 use crate::trace::{
     ActionRef, Evaluation, EvaluationError, Evidence, MatchedRule, RecipientOutcome,
 };
-use crate::verdicts::{AnalysisValue, Verdicts};
+use crate::verdicts::Verdicts;
 use mail_parser::Message;
 use postern_model::{Rule, RuleAction};
 
@@ -118,20 +118,12 @@ impl CompiledRuleSet {
         verdicts: &Verdicts,
     ) -> Result<Evaluation, EvaluationError> {
         let facts = Facts::extract(envelope, message, size, &self.needs);
-        let analysis: Vec<Option<&AnalysisValue>> = self
-            .analysis_keys
-            .iter()
-            .map(|(arn, field)| verdicts.analysis(arn, field))
-            .collect();
+        let analysis = crate::condition::analysis_values(&self.analysis_keys, verdicts);
         let mut hits: Vec<Option<Hit>> = vec![None; self.strings.hits];
         self.strings.scan(&mut hits, false, |attr: Attr| {
             use crate::condition::Candidates;
             match attr {
-                Attr::Analysis(key) => Candidates::Owned(
-                    analysis[key as usize]
-                        .map(|v| vec![v.as_text().to_lowercase()])
-                        .unwrap_or_default(),
-                ),
+                Attr::Analysis(key) => crate::condition::analysis_candidates(&analysis, key),
                 Attr::ClientCertificate(a) => Candidates::Owned(
                     envelope
                         .client_certificate

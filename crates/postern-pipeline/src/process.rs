@@ -219,9 +219,7 @@ pub async fn process(
                         };
                         metrics::counter!("postern_actions_total", "action" => kind, "outcome" => if result.is_ok() { "success" } else { "failure" }).increment(1);
                         if let Err(e) = &result {
-                            let policy = archive
-                                .action_failure_policy
-                                .unwrap_or(ActionFailurePolicy::Continue);
+                            let policy = failure_policy(action);
                             tracing::warn!(queue_id = %id, error = %e, policy = %policy, "archive failed");
                         }
                         ctx.spool

@@ -23,13 +23,7 @@ pub fn prepare(
 ) -> Result<Prepared, String> {
     let ingress = match &case.ingress_point {
         Some(reference) => engine
-            .ingress_points
-            .iter()
-            .position(|b| {
-                b.identity.name == *reference
-                    || b.identity.id == *reference
-                    || b.identity.arn == *reference
-            })
+            .find_ingress_point(reference)
             .ok_or_else(|| format!("IngressPoint: no ingress point is named {reference:?}"))?,
         None if engine.ingress_points.len() == 1 => 0,
         None => {

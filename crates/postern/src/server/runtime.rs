@@ -5,7 +5,12 @@
 
 use postern_config::ValidatedConfig;
 use postern_engine::Engine;
-use postern_model::{IngressPointConfiguration, IngressPointType, RuleAction};
+use postern_model::{
+    IngressBooleanExpression, IngressBooleanToEvaluate, IngressPointConfiguration,
+    IngressPointType, IngressStringExpression, IngressStringToEvaluate, PolicyCondition,
+    RuleAction, RuleBooleanExpression, RuleBooleanToEvaluate, RuleCondition, RuleStringExpression,
+    RuleStringToEvaluate, RuleVerdictExpression, RuleVerdictToEvaluate,
+};
 use postern_pipeline::Runtime;
 use postern_smtp::{IngressRef, Limits, SessionConfig};
 use std::net::SocketAddr;
@@ -160,6 +165,37 @@ fn secret(config: &ValidatedConfig, arn: &str) -> Result<String, String> {
     }
 }
 
+/// Whether a rule condition reads an add-on's result.
+fn rule_reads_addon(condition: &RuleCondition) -> bool {
+    matches!(
+        condition,
+        RuleCondition::StringExpression(RuleStringExpression {
+            evaluate: RuleStringToEvaluate::Analysis(_),
+            ..
+        }) | RuleCondition::BooleanExpression(RuleBooleanExpression {
+            evaluate: RuleBooleanToEvaluate::Analysis(_),
+            ..
+        }) | RuleCondition::VerdictExpression(RuleVerdictExpression {
+            evaluate: RuleVerdictToEvaluate::Analysis(_),
+            ..
+        })
+    )
+}
+
+/// Whether a traffic policy condition reads an add-on's result.
+fn policy_reads_addon(condition: &PolicyCondition) -> bool {
+    matches!(
+        condition,
+        PolicyCondition::StringExpression(IngressStringExpression {
+            evaluate: IngressStringToEvaluate::Analysis(_),
+            ..
+        }) | PolicyCondition::BooleanExpression(IngressBooleanExpression {
+            evaluate: IngressBooleanToEvaluate::Analysis(_),
+            ..
+        })
+    )
+}
+
 /// What this server cannot do yet, by field path.
 fn unsupported(config: &ValidatedConfig) -> Vec<String> {
     let mut problems = Vec::new();
@@ -184,10 +220,7 @@ fn unsupported(config: &ValidatedConfig) -> Vec<String> {
                 .iter()
                 .flatten()
                 .chain(rule.unless.iter().flatten());
-            if conditions
-                .map(|c| serde_json::to_string(c).unwrap_or_default())
-                .any(|c| c.contains("\"Analysis\""))
-            {
+            if conditions.into_iter().any(rule_reads_addon) {
                 problems.push(format!(
                     "RuleSets[{i}].Rules[{j}]: add-on Analysis conditions need add-ons, which this version of postern serve does not run"
                 ));
@@ -195,9 +228,11 @@ fn unsupported(config: &ValidatedConfig) -> Vec<String> {
         }
     }
     for (i, (_, policy)) in config.traffic_policies().enumerate() {
-        if serde_json::to_string(&policy.policy_statements)
-            .unwrap_or_default()
-            .contains("\"Analysis\"")
+        if policy
+            .policy_statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(policy_reads_addon)
         {
             problems.push(format!(
                 "TrafficPolicies[{i}]: add-on Analysis conditions need add-ons, which this version of postern serve does not run"
