@@ -583,6 +583,9 @@ pub struct ConfigRelay {
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "RelayId", default, skip_serializing_if = "Option::is_none")]
     pub relay_id: Option<String>,
+    /// Extension: TLS to the relay.
+    #[serde(rename = "Tls", default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RelayTls>,
 }
 
 /// CreateRuleSet request (no ClientToken).
@@ -1003,6 +1006,30 @@ pub struct DeregisterMemberFromAddressListRequest {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DeregisterMemberFromAddressListResponse {
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DkimKeyConfig {
+    /// The signing domain (d=).
+    #[serde(rename = "Domain")]
+    pub domain: String,
+    /// The selector (s=).
+    #[serde(rename = "Selector")]
+    pub selector: String,
+    /// PEM private key, RSA or Ed25519 (relative to the config file).
+    #[serde(rename = "PrivateKeyFile")]
+    pub private_key_file: String,
+}
+
+/// Extension: the DNS resolver used for MX lookups.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DnsConfig {
+    /// Resolvers to ask, host:port (UDP and TCP).
+    #[serde(rename = "Nameservers", default, skip_serializing_if = "Option::is_none")]
+    pub nameservers: Option<Vec<String>>,
+    /// Wait for one answer.
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
 }
 
 /// This action causes processing to stop and the email to be dropped.
@@ -1569,6 +1596,18 @@ pub struct GetTrafficPolicyResponse {
     /// The timestamp of when the traffic policy was last updated.
     #[serde(rename = "LastUpdatedTimestamp", default, skip_serializing_if = "Option::is_none")]
     pub last_updated_timestamp: Option<crate::Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HttpTarget {
+    #[serde(rename = "Url")]
+    pub url: String,
+    /// Headers sent with every request, e.g.
+    #[serde(rename = "Headers", default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Wait for the response.
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
 }
 
 /// The import data format contains the specifications of the input file that would be passed to the address list import job.
@@ -2677,6 +2716,31 @@ impl std::fmt::Display for MailFrom {
     }
 }
 
+/// Extension: a mailbox backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MailboxTarget {
+    /// An LMTP server, host:port.
+    #[serde(rename = "Lmtp")]
+    Lmtp(String),
+    /// An LMTP server's unix socket.
+    #[serde(rename = "LmtpSocket")]
+    LmtpSocket(String),
+    /// A Maildir (cur, new, tmp) that receives every message.
+    #[serde(rename = "Maildir")]
+    Maildir(String),
+}
+
+impl MailboxTarget {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Lmtp(_) => "Lmtp",
+            Self::LmtpSocket(_) => "LmtpSocket",
+            Self::Maildir(_) => "Maildir",
+        }
+    }
+}
+
 /// The textual body content of an email message.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MessageBody {
@@ -2735,6 +2799,16 @@ pub struct Metadata {
     pub source_arn: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NatsTarget {
+    /// The NATS server, e.g.
+    #[serde(rename = "Url")]
+    pub url: String,
+    /// A subject a JetStream stream listens on.
+    #[serde(rename = "Subject")]
+    pub subject: String,
+}
+
 /// The network type (IPv4-only, Dual-Stack, PrivateLink) of the ingress endpoint resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NetworkConfiguration {
@@ -2759,6 +2833,70 @@ impl NetworkConfiguration {
 /// Explicitly indicate that the relay destination server does not require SMTP credential authentication.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NoAuthentication {
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ObjectStorageConfig {
+    /// A local directory; a bucket is a directory in it.
+    #[serde(rename = "Directory")]
+    Directory(String),
+    /// An S3-compatible service.
+    #[serde(rename = "S3")]
+    S3(S3StorageConfig),
+}
+
+impl ObjectStorageConfig {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Directory(_) => "Directory",
+            Self::S3(_) => "S3",
+        }
+    }
+}
+
+/// Extension: the outbound queue (Relay, Send, DeliverToMailbox, Bounce, InvokeLambda EVENT, DeliverToQBusiness) and its DSNs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutboundConfig {
+    /// Port of mail exchangers found by MX lookup (Send, DSNs).
+    #[serde(rename = "SmtpPort", default, skip_serializing_if = "Option::is_none")]
+    pub smtp_port: Option<i32>,
+    /// Wait before the second attempt; each later wait doubles.
+    #[serde(rename = "RetryInitialSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub retry_initial_seconds: Option<i32>,
+    /// Longest wait between two attempts.
+    #[serde(rename = "RetryMaxSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub retry_max_seconds: Option<i32>,
+    /// How long a delivery is retried before it fails for good and a DSN goes to the sender.
+    #[serde(rename = "MaxLifetimeSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime_seconds: Option<i32>,
+    /// Wait for a TCP connection and the greeting.
+    #[serde(rename = "ConnectTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_seconds: Option<i32>,
+    /// Wait for the reply to one command, DATA's final reply included.
+    #[serde(rename = "CommandTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout_seconds: Option<i32>,
+    /// Deliveries in progress at once.
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i32>,
+    /// Deliveries in progress at once to one relay, domain, mailbox backend or endpoint.
+    #[serde(rename = "MaxConcurrencyPerDestination", default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency_per_destination: Option<i32>,
+    /// The envelope sender of a Relay action with MailFrom REPLACE.
+    #[serde(rename = "MailFrom", default, skip_serializing_if = "Option::is_none")]
+    pub mail_from: Option<String>,
+    /// The From address of DSNs Postern writes about deliveries that failed.
+    #[serde(rename = "BounceSender", default, skip_serializing_if = "Option::is_none")]
+    pub bounce_sender: Option<String>,
+    /// A relay (name, id or ARN) that carries DSNs.
+    #[serde(rename = "BounceRelay", default, skip_serializing_if = "Option::is_none")]
+    pub bounce_relay: Option<String>,
+    /// PEM certificates trusted for outbound TLS in addition to the public roots.
+    #[serde(rename = "TrustedCaFile", default, skip_serializing_if = "Option::is_none")]
+    pub trusted_ca_file: Option<String>,
+    /// Keys that sign mail sent by Send (the key whose Domain is the From domain or a parent of it).
+    #[serde(rename = "DkimKeys", default, skip_serializing_if = "Option::is_none")]
+    pub dkim_keys: Option<Vec<DkimKeyConfig>>,
 }
 
 /// The email traffic filtering conditions which are contained in a traffic policy resource.
@@ -2921,6 +3059,39 @@ impl RelayAuthentication {
             Self::SecretArn(_) => "SecretArn",
             Self::NoAuthentication(_) => "NoAuthentication",
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RelayTls {
+    #[serde(rename = "REQUIRED")]
+    Required,
+    #[serde(rename = "OPPORTUNISTIC")]
+    Opportunistic,
+    #[serde(rename = "IMPLICIT")]
+    Implicit,
+    #[serde(rename = "NONE")]
+    None,
+}
+
+impl RelayTls {
+    /// Every value, in the model's order.
+    pub const ALL: &'static [Self] = &[Self::Required, Self::Opportunistic, Self::Implicit, Self::None];
+
+    /// The value as the model spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "REQUIRED",
+            Self::Opportunistic => "OPPORTUNISTIC",
+            Self::Implicit => "IMPLICIT",
+            Self::None => "NONE",
+        }
+    }
+}
+
+impl std::fmt::Display for RelayTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -4068,6 +4239,25 @@ pub struct S3ExportDestinationConfiguration {
     pub s3_location: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct S3StorageConfig {
+    /// The service's URL, e.g.
+    #[serde(rename = "Endpoint", default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Default Server.Region.
+    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Where the access key id comes from.
+    #[serde(rename = "AccessKeyId", default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<SecretSource>,
+    /// Where the secret access key comes from.
+    #[serde(rename = "SecretAccessKey", default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<SecretSource>,
+    /// Address buckets as bucket.host instead of host/bucket.
+    #[serde(rename = "VirtualHostedStyle", default, skip_serializing_if = "Option::is_none")]
+    pub virtual_hosted_style: Option<bool>,
+}
+
 /// An address that is a member of an address list.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SavedAddress {
@@ -4215,6 +4405,25 @@ pub struct ServerConfig {
     /// Where the value of each SecretArn named in the config comes from.
     #[serde(rename = "Secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<std::collections::BTreeMap<String, SecretSource>>,
+    #[serde(rename = "Dns", default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+    #[serde(rename = "Outbound", default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<OutboundConfig>,
+    /// Where WriteToS3 writes.
+    #[serde(rename = "ObjectStorage", default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ObjectStorageConfig>,
+    /// What each MailboxArn of a DeliverToMailbox action delivers to.
+    #[serde(rename = "Mailboxes", default, skip_serializing_if = "Option::is_none")]
+    pub mailboxes: Option<std::collections::BTreeMap<String, MailboxTarget>>,
+    /// What each TopicArn of a PublishToSns action publishes to.
+    #[serde(rename = "Topics", default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<std::collections::BTreeMap<String, TopicTarget>>,
+    /// What each FunctionArn of an InvokeLambda action invokes.
+    #[serde(rename = "Functions", default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<std::collections::BTreeMap<String, HttpTarget>>,
+    /// What each ApplicationId of a DeliverToQBusiness action posts to.
+    #[serde(rename = "QBusinessApplications", default, skip_serializing_if = "Option::is_none")]
+    pub q_business_applications: Option<std::collections::BTreeMap<String, HttpTarget>>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -4514,6 +4723,27 @@ impl TlsPolicy {
 impl std::fmt::Display for TlsPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Extension: where a topic's notifications go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TopicTarget {
+    /// An HTTP POST of the JSON notification.
+    #[serde(rename = "Webhook")]
+    Webhook(HttpTarget),
+    /// A NATS JetStream subject.
+    #[serde(rename = "Nats")]
+    Nats(NatsTarget),
+}
+
+impl TopicTarget {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "Webhook",
+            Self::Nats(_) => "Nats",
+        }
     }
 }
 
@@ -4861,8 +5091,16 @@ impl Default for MailFrom {
     fn default() -> Self { Self::Replace }
 }
 
+impl Default for MailboxTarget {
+    fn default() -> Self { Self::Lmtp(Default::default()) }
+}
+
 impl Default for NetworkConfiguration {
     fn default() -> Self { Self::PublicNetworkConfiguration(Default::default()) }
+}
+
+impl Default for ObjectStorageConfig {
+    fn default() -> Self { Self::Directory(Default::default()) }
 }
 
 impl Default for PolicyCondition {
@@ -4871,6 +5109,10 @@ impl Default for PolicyCondition {
 
 impl Default for RelayAuthentication {
     fn default() -> Self { Self::SecretArn(Default::default()) }
+}
+
+impl Default for RelayTls {
+    fn default() -> Self { Self::Required }
 }
 
 impl Default for RetentionPeriod {
@@ -4995,6 +5237,10 @@ impl Default for StringOrStringList {
 
 impl Default for TlsPolicy {
     fn default() -> Self { Self::Required }
+}
+
+impl Default for TopicTarget {
+    fn default() -> Self { Self::Webhook(Default::default()) }
 }
 
 impl Default for TrustStoreResponseOption {
