@@ -4,10 +4,16 @@
 //! - `worker.rs`: the worker pool and retries.
 //! - `process.rs`: one message: parse once, evaluate, execute, trace, remove.
 //! - `received.rs`: the Received header.
+//! - `actions/`: the actions with effects outside the message, one file per kind.
+//! - `outbound/`: the durable outbound queue, its deliveries and DSNs.
+//! - `peers.rs`: the clients and settings actions deliver with, from the config.
 //! - `archive.rs`: the local archive store.
 //! - `trace.rs`: the message trace.
 
+pub mod actions;
 pub mod archive;
+pub mod outbound;
+pub mod peers;
 pub mod process;
 pub mod received;
 pub mod trace;
@@ -23,4 +29,5 @@ pub struct Runtime {
     pub config: postern_config::ValidatedConfig,
     pub engine: postern_engine::Engine,
     pub hostname: String,
+    pub peers: peers::Peers,
 }

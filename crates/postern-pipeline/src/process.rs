@@ -9,9 +9,12 @@
 //! result because evaluation is a pure function of the spooled message.
 
 use crate::Runtime;
-use crate::archive::{ArchiveStore, ArchivedMeta, EnvelopeMeta};
+use crate::actions::{self, Failure};
+use crate::archive::ArchiveStore;
+use crate::outbound::Outbound;
 use crate::received::received;
-use crate::trace::{ActionTrace, RecipientTrace, RuleTrace, TraceLog, TraceRecord};
+use crate::trace::{ActionTrace, RecipientTrace, RuleTrace, TraceLog, TraceRecord, now};
+use postern_endpoints::notification::Disposition;
 use postern_engine::trace::{action_kind, explain};
 use postern_engine::{ActionRef, Envelope, TlsProtocol, Verdicts};
 use postern_model::{ActionFailurePolicy, ResourceKind, RuleAction, RuleDmarcPolicy, RuleVerdict};
@@ -19,7 +22,6 @@ use postern_smtp::SessionMeta;
 use postern_spool::{QueueId, Spool};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 /// Why a message stays in the spool for now.
 #[derive(Debug)]
@@ -47,7 +49,8 @@ impl std::fmt::Display for Deferred {
 pub struct Context {
     pub spool: Spool,
     pub archives: ArchiveStore,
-    pub trace: TraceLog,
+    pub trace: Arc<TraceLog>,
+    pub outbound: Arc<Outbound>,
 }
 
 pub async fn process(
@@ -143,16 +146,27 @@ pub async fn process(
             None => groups.push((outcome.actions.clone(), vec![outcome.recipient.clone()])),
         }
     }
-    // The first Archive of a message into an archive stores it under the
-    // queue id; another Archive action into the same archive (another rule,
-    // other recipients, other added headers) under the queue id and the
-    // action, so no copy overwrites another and a rerun writes the same files.
-    let mut archived_as: HashMap<String, (usize, usize)> = HashMap::new();
+    // The first Archive of a message into an archive (and the first
+    // WriteToS3 into a bucket and prefix) stores it under the queue id;
+    // another one (another rule, other recipients, other added headers)
+    // under the queue id and the action, so no copy overwrites another and
+    // a rerun writes the same objects.
+    let mut stored_as: HashMap<String, (usize, usize)> = HashMap::new();
     for (plan, recipients) in &groups {
         let mut current: Vec<String> = recipients.clone();
         let mut headers: Vec<(String, String)> = vec![("Received".into(), received_header.clone())];
+        // Set by an InvokeLambda REQUEST_RESPONSE disposition.
+        let mut stopped: Option<(Option<usize>, &'static str)> = None;
         for a in plan {
             let action = rule_set.action(*a);
+            let kind = action_kind(action);
+            if let Some((scope, why)) = stopped {
+                if scope.is_none_or(|rule| rule == a.rule) {
+                    outcomes.insert((a.rule, a.action), format!("not executed: {why}"));
+                    continue;
+                }
+                stopped = None;
+            }
             // Stable across config versions: a message retried under an
             // edited rule set never takes another action's outcome for its own.
             let target = match action {
@@ -161,6 +175,11 @@ pub async fn process(
                     .resolve(ResourceKind::Archive, &archive.target_archive)
                     .map(|i| i.id.clone())
                     .unwrap_or_default(),
+                RuleAction::WriteToS3(s3) => format!(
+                    "{}/{}",
+                    s3.s3_bucket,
+                    s3.s3_prefix.as_deref().unwrap_or_default()
+                ),
                 _ => String::new(),
             };
             let key = format!(
@@ -168,9 +187,8 @@ pub async fn process(
                 rule_set.id,
                 rule_set.rule_label(a.rule),
                 a.action,
-                action_kind(action)
+                kind
             );
-            let kind = action_kind(action);
             let outcome = match action {
                 RuleAction::AddHeader(h) => {
                     // The model does not forbid CR or LF in HeaderValue; a
@@ -188,13 +206,13 @@ pub async fn process(
                     format!("recipients now {}", current.join(", "))
                 }
                 RuleAction::Drop(_) => "dropped".to_string(),
-                RuleAction::Archive(archive) => {
+                _ => {
                     // Decided in execution order, done or not, so a rerun
                     // after a crash names every copy as the first run did.
-                    let first = *archived_as
-                        .entry(target.clone())
+                    let first = *stored_as
+                        .entry(format!("{kind}:{target}"))
                         .or_insert((a.rule, a.action));
-                    let archived_id = if first == (a.rule, a.action) {
+                    let object_name = if first == (a.rule, a.action) {
                         id.to_string()
                     } else {
                         format!("{id}-{}-{}", a.rule, a.action)
@@ -202,25 +220,31 @@ pub async fn process(
                     if let Some(previous) = done.get(&key).or(outcomes.get(&(a.rule, a.action))) {
                         previous.clone()
                     } else {
-                        let result = archive_message(
+                        let message = with_headers(&headers, raw);
+                        let input = actions::Input {
                             ctx,
                             runtime,
-                            &meta,
-                            &archived_id,
-                            &archive.target_archive,
-                            &current,
-                            &headers,
-                            raw,
-                        )
-                        .await;
-                        let text = match &result {
-                            Ok(text) => text.clone(),
-                            Err(e) => format!("failed: {e}"),
+                            meta: &meta,
+                            id,
+                            key: &key,
+                            rule: rule_set.rule_label(a.rule),
+                            action: kind,
+                            recipients: &current,
+                            message: &message,
+                            started,
                         };
-                        metrics::counter!("postern_actions_total", "action" => kind, "outcome" => if result.is_ok() { "success" } else { "failure" }).increment(1);
-                        if let Err(e) = &result {
+                        let result = execute(&input, action, &object_name).await;
+                        let text = match result {
+                            Ok(text) => text,
+                            Err(Failure::Failed(e)) => format!("failed: {e}"),
+                            Err(Failure::Retry(e)) => return Err(Deferred::Retry(e)),
+                            Err(Failure::Io(e)) => return Err(Deferred::Io(e)),
+                        };
+                        let failed = text.starts_with("failed");
+                        metrics::counter!("postern_actions_total", "action" => kind, "outcome" => if failed { "failure" } else { "success" }).increment(1);
+                        if failed {
                             let policy = failure_policy(action);
-                            tracing::warn!(queue_id = %id, error = %e, policy = %policy, "archive failed");
+                            tracing::warn!(queue_id = %id, action = kind, error = %text, policy = %policy, "action failed");
                         }
                         ctx.spool
                             .record_step(id, &key, text.as_bytes())
@@ -229,11 +253,18 @@ pub async fn process(
                         text
                     }
                 }
-                other => {
-                    // serve refuses configs with actions it cannot execute.
-                    format!("not executed: {} is not available", action_kind(other))
-                }
             };
+            if matches!(action, RuleAction::InvokeLambda(_)) {
+                match actions::invoke_lambda::recorded_disposition(&outcome) {
+                    Disposition::Continue => {}
+                    Disposition::StopRule => {
+                        stopped = Some((Some(a.rule), "InvokeLambda returned STOP_RULE"))
+                    }
+                    Disposition::StopRuleSet => {
+                        stopped = Some((None, "InvokeLambda returned STOP_RULE_SET"))
+                    }
+                }
+            }
             let failed = outcome.starts_with("failed");
             outcomes.insert((a.rule, a.action), outcome);
             if matches!(action, RuleAction::Drop(_)) {
@@ -244,6 +275,11 @@ pub async fn process(
             }
         }
     }
+    // Jobs this message queued may go now that its journal names them.
+    ctx.outbound
+        .release(id.as_str())
+        .await
+        .map_err(Deferred::Io)?;
 
     // The trace.
     let policy_of: HashMap<&str, &str> = meta
@@ -281,6 +317,7 @@ pub async fn process(
         })
         .collect();
     let record = TraceRecord {
+        kind: "Message",
         queue_id: id.to_string(),
         received_at: meta.received_at,
         processed_at: now(),
@@ -322,29 +359,10 @@ fn failure_policy(action: &RuleAction) -> ActionFailurePolicy {
     .unwrap_or(ActionFailurePolicy::Continue)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn archive_message(
-    ctx: &Arc<Context>,
-    runtime: &Arc<Runtime>,
-    meta: &SessionMeta,
-    id: &str,
-    target: &str,
-    recipients: &[String],
-    headers: &[(String, String)],
-    raw: &[u8],
-) -> Result<String, String> {
-    let archive = runtime
-        .config
-        .resolve(ResourceKind::Archive, target)
-        .ok_or_else(|| format!("archive {target} is not in the running config"))?
-        .clone();
-    let rule_set_arn = runtime
-        .engine
-        .ingress_point(&meta.ingress_point.id)
-        .map(|b| b.rule_set.arn.clone())
-        .unwrap_or_default();
+/// The message as actions deliver it: the headers rules added on top, the
+/// latest first (like trace headers), then the message as received.
+fn with_headers(headers: &[(String, String)], raw: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(raw.len() + 512);
-    // Added headers go on top, the latest first, like trace headers.
     for (name, value) in headers.iter().rev() {
         message.extend_from_slice(name.as_bytes());
         message.extend_from_slice(b": ");
@@ -352,53 +370,29 @@ async fn archive_message(
         message.extend_from_slice(b"\r\n");
     }
     message.extend_from_slice(raw);
-    let ctx = ctx.clone();
-    let id = id.to_string();
-    let meta = meta.clone();
-    let recipients = recipients.to_vec();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (ctx, id, meta, recipients, message, archive_id, source) = (
-            ctx.clone(),
-            id.clone(),
-            meta.clone(),
-            recipients.clone(),
-            message.clone(),
-            archive.id.clone(),
-            rule_set_arn.clone(),
-        );
-        let result = tokio::task::spawn_blocking(move || {
-            let archived = ArchivedMeta {
-                archived_message_id: &id,
-                received_timestamp: meta.received_at,
-                ingress_point_id: &meta.ingress_point.id,
-                sender_ip_address: &meta.sender_ip,
-                envelope: EnvelopeMeta {
-                    helo: &meta.helo,
-                    from: &meta.mail_from,
-                    to: recipients.iter().map(String::as_str).collect(),
-                },
-                source_arn: &source,
-            };
-            ctx.archives.store(&archive_id, &archived, &message)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        match result {
-            Ok(_) => return Ok(format!("archived in {}", archive.name)),
-            Err(e) if attempt < 3 => {
-                tracing::warn!(error = %e, attempt, "archive write failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    message
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+/// Runs one action with an effect outside the message.
+async fn execute(
+    input: &actions::Input<'_>,
+    action: &RuleAction,
+    object_name: &str,
+) -> Result<String, Failure> {
+    match action {
+        RuleAction::Archive(a) => actions::archive::run(input, a, object_name).await,
+        RuleAction::WriteToS3(a) => actions::write_to_s3::run(input, a, object_name).await,
+        RuleAction::Relay(a) => actions::relay::run(input, a).await,
+        RuleAction::Send(a) => actions::send::run(input, a).await,
+        RuleAction::DeliverToMailbox(a) => actions::deliver_to_mailbox::run(input, a).await,
+        RuleAction::DeliverToQBusiness(a) => actions::deliver_to_q_business::run(input, a).await,
+        RuleAction::PublishToSns(a) => actions::publish_to_sns::run(input, a).await,
+        RuleAction::Bounce(a) => actions::bounce::run(input, a).await,
+        RuleAction::InvokeLambda(a) => actions::invoke_lambda::run(input, a)
+            .await
+            .map(|(text, _)| text),
+        RuleAction::AddHeader(_) | RuleAction::ReplaceRecipient(_) | RuleAction::Drop(_) => {
+            Ok(String::new())
+        }
+    }
 }

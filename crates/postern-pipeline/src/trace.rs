@@ -12,6 +12,8 @@ use time::OffsetDateTime;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TraceRecord {
+    /// "Message"; the outbound queue writes "Delivery" records.
+    pub kind: &'static str,
     pub queue_id: String,
     pub received_at: f64,
     pub processed_at: f64,
@@ -64,7 +66,7 @@ impl TraceLog {
 
     /// Appends a record (blocking). A trace that cannot be written is logged;
     /// it never holds up mail.
-    pub fn append(&self, record: &TraceRecord) {
+    pub fn append<T: Serialize>(&self, record: &T) {
         let mut line = match serde_json::to_vec(record) {
             Ok(line) => line,
             Err(_) => return,
@@ -92,4 +94,12 @@ impl TraceLog {
             tracing::warn!(error = %e, "cannot write the trace");
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }

@@ -2097,11 +2097,11 @@ fn no_config_runs_the_embedded_default() {
 // 16. What the server cannot do is refused at start
 
 #[test]
-fn unsupported_action_is_refused_at_start() {
-    let dir = TempDir::new("unsupported");
+fn action_target_without_a_backend_is_refused_at_start() {
+    let dir = TempDir::new("unmapped");
     let mut config = Config::new(dir.path());
     config.rules = format!(
-        "{ARCHIVE_ALL}  - RuleSetName: other\n    Rules:\n      - Name: first\n        Actions: [{{Drop: {{}}}}]\n      - Name: relay\n        Actions:\n          - Archive: {{TargetArchive: main-archive}}\n          - Relay: {{Relay: hub}}\nRelays:\n  - RelayName: hub\n    ServerName: hub.postern.test\n    ServerPort: 25\n    Authentication: {{NoAuthentication: {{}}}}\n"
+        "{ARCHIVE_ALL}  - RuleSetName: other\n    Rules:\n      - Name: first\n        Actions: [{{Drop: {{}}}}]\n      - Name: mailbox\n        Actions:\n          - Archive: {{TargetArchive: main-archive}}\n          - DeliverToMailbox: {{MailboxArn: \"arn:aws:workmail:us-east-1:000000000000:organization/m-1\", RoleArn: \"arn:aws:iam::000000000000:role/r\"}}\n"
     );
     std::fs::write(dir.path().join("postern.yaml"), config.render()).unwrap();
     // In the guard: a server that starts anyway is killed at the end.
@@ -2110,7 +2110,7 @@ fn unsupported_action_is_refused_at_start() {
     let log = server.log();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("RuleSets[1].Rules[1].Actions[1]: the Relay action is not available"),
+        log.contains("RuleSets[1].Rules[1].Actions[1].DeliverToMailbox.MailboxArn: arn:aws:workmail:us-east-1:000000000000:organization/m-1 has no backend under Server.Mailboxes"),
         "{log}"
     );
     assert!(

@@ -41,6 +41,19 @@ pub async fn run(source: Source) -> Result<(), String> {
     }
     metrics::gauge!("postern_spool_depth").set(spool.depth() as f64);
 
+    let trace = Arc::new(postern_pipeline::trace::TraceLog::new(&data_dir));
+    let outbound_dir = data_dir.join("outbound");
+    let outbound =
+        postern_pipeline::outbound::Outbound::open(&outbound_dir, &recovered, trace.clone())
+            .await
+            .map_err(|e| format!("outbound queue {}: {e}", outbound_dir.display()))?;
+    if outbound.depth() > 0 {
+        tracing::info!(
+            jobs = outbound.depth(),
+            "recovered deliveries from the outbound queue"
+        );
+    }
+
     let (shutdown_tx, shutdown) = watch::channel(false);
     // Room for every message the spool may hold, so that a session never
     // waits on this queue between its commit and its 250.
@@ -49,7 +62,8 @@ pub async fn run(source: Source) -> Result<(), String> {
         context: Arc::new(postern_pipeline::Context {
             spool: spool.clone(),
             archives: postern_pipeline::archive::ArchiveStore::new(&data_dir),
-            trace: postern_pipeline::trace::TraceLog::new(&data_dir),
+            trace,
+            outbound: outbound.clone(),
         }),
         runtime: Arc::new(ArcSwap::new(runtime.clone())),
     });
@@ -60,6 +74,7 @@ pub async fn run(source: Source) -> Result<(), String> {
         settings.workers,
         stop,
     ));
+    let deliveries = tokio::spawn(outbound.run(pipeline.runtime.clone(), stop_tx.subscribe()));
     {
         let queue = queue_tx.clone();
         tokio::spawn(async move {
@@ -161,6 +176,7 @@ pub async fn run(source: Source) -> Result<(), String> {
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(settings.grace, workers).await;
+    deliveries.abort();
     tracing::info!(
         spool = spool.depth(),
         "stopped; messages left in the spool are processed at the next start"

@@ -8,10 +8,11 @@ use postern_engine::Engine;
 use postern_model::{
     IngressBooleanExpression, IngressBooleanToEvaluate, IngressPointConfiguration,
     IngressPointType, IngressStringExpression, IngressStringToEvaluate, PolicyCondition,
-    RuleAction, RuleBooleanExpression, RuleBooleanToEvaluate, RuleCondition, RuleStringExpression,
+    RuleBooleanExpression, RuleBooleanToEvaluate, RuleCondition, RuleStringExpression,
     RuleStringToEvaluate, RuleVerdictExpression, RuleVerdictToEvaluate,
 };
 use postern_pipeline::Runtime;
+use postern_pipeline::peers::{Peers, secret};
 use postern_smtp::{IngressRef, Limits, SessionConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ impl Source {
 /// Server settings that a reload does not change (they need a restart).
 pub struct Settings {
     pub hostname: String,
+    pub data_dir: PathBuf,
     pub workers: usize,
     pub grace: Duration,
     pub http_listen: SocketAddr,
@@ -57,6 +59,7 @@ impl From<&ValidatedConfig> for Settings {
         let secs =
             |v: Option<i32>, d: Duration| v.map(|v| Duration::from_secs(v as u64)).unwrap_or(d);
         Settings {
+            data_dir: PathBuf::from(&config.data_dir),
             hostname: server.hostname.unwrap_or_else(|| "localhost".into()),
             workers: count(server.workers, 16),
             max_spool_depth: count(server.max_spool_depth, 100_000),
@@ -140,31 +143,6 @@ pub fn tls(config: &ValidatedConfig, data_dir: &Path, hostname: &str) -> Result<
     })
 }
 
-/// The value of a secret, from where `Server.Secrets` says.
-fn secret(config: &ValidatedConfig, arn: &str) -> Result<String, String> {
-    let server = config.config.server.clone().unwrap_or_default();
-    let source = server
-        .secrets
-        .as_ref()
-        .and_then(|s| s.get(arn))
-        .ok_or_else(|| {
-            format!(
-                "{arn} is not under Server.Secrets: say where its value comes from (Env or File)"
-            )
-        })?;
-    match source {
-        postern_model::SecretSource::Env(name) => std::env::var(name).map_err(|_| {
-            format!("Server.Secrets[{arn}]: the environment variable {name} is not set")
-        }),
-        postern_model::SecretSource::File(path) => {
-            let base = Path::new(&config.file).parent().unwrap_or(Path::new("."));
-            std::fs::read_to_string(base.join(path))
-                .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| format!("Server.Secrets[{arn}]: cannot read {path}: {e}"))
-        }
-    }
-}
-
 /// Whether a rule condition reads an add-on's result.
 fn rule_reads_addon(condition: &RuleCondition) -> bool {
     matches!(
@@ -201,20 +179,6 @@ fn unsupported(config: &ValidatedConfig) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, (_, rule_set)) in config.rule_sets().enumerate() {
         for (j, rule) in rule_set.rules.iter().enumerate() {
-            for (k, action) in rule.actions.iter().enumerate() {
-                if !matches!(
-                    action,
-                    RuleAction::AddHeader(_)
-                        | RuleAction::ReplaceRecipient(_)
-                        | RuleAction::Drop(_)
-                        | RuleAction::Archive(_)
-                ) {
-                    problems.push(format!(
-                        "RuleSets[{i}].Rules[{j}].Actions[{k}]: the {} action is not available in this version of postern serve (AddHeader, ReplaceRecipient, Drop and Archive are)",
-                        action.member_name()
-                    ));
-                }
-            }
             let conditions = rule
                 .conditions
                 .iter()
@@ -283,11 +247,20 @@ pub fn build(
         ));
     }
     let engine = Engine::build(&config).map_err(|e| format!("{}: {e}", config.file))?;
+    let peers =
+        Peers::build(&config, &settings.data_dir, &settings.hostname).map_err(|problems| {
+            format!(
+                "{}: {}",
+                config.file,
+                problems.join(&format!("\n{}: ", config.file))
+            )
+        })?;
     Ok(Runtime {
         version,
         config,
         engine,
         hostname: settings.hostname.clone(),
+        peers,
     })
 }
 
