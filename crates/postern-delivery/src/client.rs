@@ -486,6 +486,15 @@ async fn session(
         }
     };
     if reply.code != 354 {
+        if reply.is_positive() {
+            // A success before the message was sent cannot mean delivered.
+            conn.broken = true;
+            let reason = format!(
+                "{} answered DATA with {reply} instead of 354: protocol error",
+                conn.peer
+            );
+            return Ok(defer_rest(outcomes, &reason));
+        }
         for &i in &accepted {
             outcomes[i] = Some(conn.recipient_outcome(reply.clone(), "DATA"));
         }
@@ -557,6 +566,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Limits on what the peer may send in one reply.
 const MAX_LINE: usize = 4096;
+/// Longest wait for the reply to QUIT and for closing the connection.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_LINES: usize = 256;
 
 struct Conn<'s> {
@@ -568,6 +579,8 @@ struct Conn<'s> {
     loopback: bool,
     settings: &'s ClientSettings,
     tls: bool,
+    /// TLS with a certificate verified for the host name.
+    tls_verified: bool,
     /// The connection can't carry a QUIT any more.
     broken: bool,
 }
@@ -622,6 +635,7 @@ impl<'s> Conn<'s> {
             loopback,
             settings,
             tls: false,
+            tls_verified: false,
             broken: false,
         }
     }
@@ -847,6 +861,7 @@ impl<'s> Conn<'s> {
             Ok(Ok(stream)) => {
                 self.io = Some(Box::new(stream));
                 self.tls = true;
+                self.tls_verified = verify;
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -870,10 +885,12 @@ impl<'s> Conn<'s> {
         credentials: &Credentials,
     ) -> Result<(), SessionError> {
         let timeout = self.settings.command_timeout;
-        if !self.tls && !self.loopback {
+        // Opportunistic TLS accepts any certificate: whoever sits in the
+        // middle could present one. Credentials need a verified peer.
+        if !self.tls_verified && !self.loopback {
             return Err(SessionError::Temporary(
                 format!(
-                    "refusing to send credentials to {} over a plaintext connection (use TLS Required or Implicit)",
+                    "refusing to send credentials to {} without TLS and a verified certificate (use TLS Required or Implicit)",
                     self.peer
                 ),
                 None,
@@ -942,13 +959,15 @@ impl<'s> Conn<'s> {
     }
 
     /// QUIT, waiting briefly for its reply; errors don't matter any more.
+    /// A courtesy once every recipient is decided: bounded tightly, since
+    /// the caller journals the outcomes only after it returns.
     async fn quit(&mut self) {
+        let timeout = self.settings.command_timeout.min(QUIT_TIMEOUT);
         if !self.broken {
-            let timeout = self.settings.command_timeout;
             let _ = self.command_raw("QUIT", timeout, "QUIT").await;
         }
         if let Some(mut io) = self.io.take() {
-            let _ = tokio::time::timeout(self.settings.command_timeout, io.shutdown()).await;
+            let _ = tokio::time::timeout(timeout, io.shutdown()).await;
         }
     }
 }
