@@ -29,6 +29,11 @@ pub async fn run(input: &Input<'_>, action: &BounceAction) -> Result<String, Fai
         from: &action.sender,
         to,
         queue_id: input.id.as_str(),
+        report_id: &format!(
+            "{}-bounce-{}",
+            input.id,
+            crate::process::recipients_tag(&[input.key.to_string()])
+        ),
         arrival: input.meta.received_at,
         recipients: &recipients,
         text: action.message.as_deref(),

@@ -7,6 +7,9 @@ use crate::outbound::job::Route;
 use postern_model::DeliverToMailboxAction;
 
 pub async fn run(input: &Input<'_>, action: &DeliverToMailboxAction) -> Result<String, Failure> {
+    if input.recipients.is_empty() {
+        return Ok("nothing to deliver: no recipients left".into());
+    }
     let job = input.job(
         Route::Mailbox {
             mailbox_arn: action.mailbox_arn.clone(),

@@ -15,7 +15,8 @@ pub async fn run(input: &Input<'_>, action: &DeliverToQBusinessAction) -> Result
             target: action.application_id.clone(),
         },
         input.meta.mail_from.clone(),
-        input.recipients.to_vec(),
+        // One delivery: the endpoint, whatever the recipients.
+        vec![action.application_id.clone()],
         false,
         input.runtime.peers.outbound.lifetime,
         None,

@@ -32,7 +32,8 @@ pub async fn run(
                 target: action.function_arn.clone(),
             },
             input.meta.mail_from.clone(),
-            input.recipients.to_vec(),
+            // One delivery: the endpoint, whatever the recipients.
+            vec![action.function_arn.clone()],
             false,
             retry_for,
             None,
@@ -99,7 +100,9 @@ pub fn disposition_name(d: Disposition) -> &'static str {
 
 /// The disposition a recorded outcome carries (for a rerun after a crash).
 pub fn recorded_disposition(outcome: &str) -> Disposition {
-    if outcome.ends_with(", STOP_RULE_SET") {
+    if !outcome.starts_with("invoked (") {
+        Disposition::Continue
+    } else if outcome.ends_with(", STOP_RULE_SET") {
         Disposition::StopRuleSet
     } else if outcome.ends_with(", STOP_RULE") {
         Disposition::StopRule

@@ -8,6 +8,9 @@ use crate::outbound::job::Route;
 use postern_model::{MailFrom, RelayAction, ResourceKind};
 
 pub async fn run(input: &Input<'_>, action: &RelayAction) -> Result<String, Failure> {
+    if input.recipients.is_empty() {
+        return Ok("nothing to deliver: no recipients left".into());
+    }
     let relay = input
         .runtime
         .config

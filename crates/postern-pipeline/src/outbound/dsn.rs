@@ -31,6 +31,8 @@ pub struct Report<'a> {
     pub to: &'a str,
     /// The queue id of the original message.
     pub queue_id: &'a str,
+    /// Unique per DSN: the left part of its Message-ID.
+    pub report_id: &'a str,
     /// When the original message arrived (seconds since the Unix epoch).
     pub arrival: f64,
     pub recipients: &'a [FailedRecipient],
@@ -120,7 +122,7 @@ pub fn build(report: &Report) -> Vec<u8> {
         .subject("Undelivered Mail Returned to Sender")
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .date(Date::now())
-        .message_id(format!("{}.dsn@{}", report.queue_id, report.reporting_mta))
+        .message_id(format!("{}.dsn@{}", report.report_id, report.reporting_mta))
         .body(body)
         .write_to_vec()
         .unwrap_or_default()
@@ -139,6 +141,7 @@ mod tests {
             from: "MAILER-DAEMON@mx.test",
             to: "a@x.example",
             queue_id: "Q1",
+            report_id: "J1",
             arrival: 1_700_000_000.0,
             recipients: &[FailedRecipient {
                 recipient: "b@y.example".into(),
@@ -161,6 +164,7 @@ mod tests {
         assert!(text.contains("Subject: hello"));
         assert!(!text.contains("secret body"), "only the header is returned");
         assert!(text.contains("Auto-Submitted: auto-replied"));
+        assert!(text.contains("Message-ID: <J1.dsn@mx.test>"), "{text}");
     }
 
     #[test]
@@ -170,6 +174,7 @@ mod tests {
             from: "MAILER-DAEMON@mx.test",
             to: "a@x.example",
             queue_id: "Q1",
+            report_id: "J2",
             arrival: 0.0,
             recipients: &[FailedRecipient {
                 recipient: "b@y.example".into(),

@@ -50,8 +50,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 struct Index {
     /// Every job in the queue, by origin.
     by_origin: HashMap<String, QueueId>,
-    /// Every job, with its parent.
-    jobs: HashMap<QueueId, String>,
+    /// Every job, with its parent and destination.
+    jobs: HashMap<QueueId, (String, String)>,
     /// Jobs not yet released, by parent.
     held: HashMap<String, Vec<QueueId>>,
 }
@@ -91,6 +91,9 @@ struct RecipientTrace<'a> {
     outcome: String,
 }
 
+/// How long a job waits when its destination is at its bound.
+const DESTINATION_BUSY_MS: u64 = 1000;
+
 fn io_other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
@@ -125,7 +128,9 @@ impl Outbound {
             {
                 let mut index = outbound.index.lock().expect("index");
                 index.by_origin.insert(meta.origin.clone(), id.clone());
-                index.jobs.insert(id.clone(), meta.parent.clone());
+                index
+                    .jobs
+                    .insert(id.clone(), (meta.parent.clone(), meta.route.destination()));
                 if !state.released {
                     index
                         .held
@@ -173,7 +178,9 @@ impl Outbound {
         let id = incoming.commit().await?;
         let mut index = self.index.lock().expect("index");
         index.by_origin.insert(meta.origin.clone(), id.clone());
-        index.jobs.insert(id.clone(), meta.parent.clone());
+        index
+            .jobs
+            .insert(id.clone(), (meta.parent.clone(), meta.route.destination()));
         index
             .held
             .entry(meta.parent.clone())
@@ -223,6 +230,27 @@ impl Outbound {
                 let Some(Reverse((_, id))) = heap.pop() else {
                     break;
                 };
+                let Some(destination) = self
+                    .index
+                    .lock()
+                    .expect("index")
+                    .jobs
+                    .get(&id)
+                    .map(|(_, d)| d.clone())
+                else {
+                    // Finished meanwhile.
+                    continue;
+                };
+                // A destination at its bound waits without holding one of
+                // the global slots, so it cannot starve the others.
+                let per_destination = runtime.load().peers.outbound.max_per_destination;
+                let Ok(destination_permit) = self
+                    .destination_slots(&destination, per_destination)
+                    .try_acquire_owned()
+                else {
+                    heap.push(Reverse((now_ms + DESTINATION_BUSY_MS, id)));
+                    continue;
+                };
                 let permit = tokio::select! {
                     p = slots.clone().acquire_owned() => p,
                     _ = stop.wait_for(|s| *s) => return,
@@ -232,6 +260,8 @@ impl Outbound {
                 let runtime = runtime.load_full();
                 tokio::spawn(async move {
                     if !this.running.lock().expect("running").insert(id.clone()) {
+                        // An attempt is in progress; look again shortly.
+                        let _ = this.schedule.send((now() + 1.0, id));
                         return;
                     }
                     let result = this.attempt(&runtime, &id).await;
@@ -241,6 +271,8 @@ impl Outbound {
                         let _ = this.schedule.send((now() + 60.0, id));
                     }
                     drop(permit);
+                    drop(destination_permit);
+                    this.forget_idle_destination(&destination);
                 });
             }
             let wait = heap
@@ -257,6 +289,18 @@ impl Outbound {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
+        }
+    }
+
+    /// Drops the bound of a destination nothing is delivering to, so the
+    /// map holds only destinations in use.
+    fn forget_idle_destination(&self, destination: &str) {
+        let mut map = self.destinations.lock().expect("destinations");
+        if map
+            .get(destination)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            map.remove(destination);
         }
     }
 
@@ -288,9 +332,6 @@ impl Outbound {
         let pending: Vec<String> = state.pending(&meta).into_iter().cloned().collect();
         if !pending.is_empty() {
             let settings = &runtime.peers.outbound;
-            let slots =
-                self.destination_slots(&meta.route.destination(), settings.max_per_destination);
-            let _permit = slots.acquire_owned().await.map_err(io_other)?;
             let results = route::deliver(runtime, &meta, &pending, &spooled.message).await;
             let kind = route_kind(&meta.route);
             let mut deferred = Vec::new();
@@ -382,10 +423,13 @@ impl Outbound {
             .filter_map(|r| match state.finished.get(r) {
                 Some(RecipientOutcome::Failed { reason, reply }) => Some(dsn::FailedRecipient {
                     recipient: r.clone(),
+                    // A failure is permanent even when the last answer
+                    // was temporary (the lifetime ran out): class 5.
                     status: reply
                         .as_ref()
                         .and_then(|r| r.status.clone())
-                        .filter(|s| s.starts_with('5'))
+                        .filter(|s| s.starts_with('5') || s.starts_with('4'))
+                        .map(|s| format!("5{}", &s[1..]))
                         .unwrap_or_else(|| "5.0.0".into()),
                     remote_mta: None,
                     diagnostic: match reply {
@@ -406,6 +450,7 @@ impl Outbound {
                         from: &peers.bounce_sender,
                         to,
                         queue_id: meta.parent.as_str(),
+                        report_id: id.as_str(),
                         arrival: meta.received_at,
                         recipients: &failed,
                         text: None,
