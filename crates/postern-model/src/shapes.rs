@@ -436,6 +436,17 @@ impl ArchiveStringToEvaluate {
     }
 }
 
+/// Extension: SPF, DKIM, DMARC and ARC of inbound mail.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AuthenticationConfig {
+    /// Authenticate every message and add an Authentication-Results header.
+    #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The longest authentication may take for one message; what is not decided by then is PROCESSING_FAILED.
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
+}
+
 /// The action to send a bounce response for the email.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BounceAction {
@@ -462,6 +473,26 @@ pub struct BounceAction {
     pub message: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClamavConfig {
+    /// clamd's TCP socket, host:port.
+    #[serde(rename = "Address")]
+    Address(String),
+    /// clamd's unix socket.
+    #[serde(rename = "Socket")]
+    Socket(String),
+}
+
+impl ClamavConfig {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Address(_) => "Address",
+            Self::Socket(_) => "Socket",
+        }
+    }
+}
+
 /// CreateAddonInstance request (no ClientToken).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConfigAddonInstance {
@@ -473,6 +504,18 @@ pub struct ConfigAddonInstance {
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "AddonInstanceId", default, skip_serializing_if = "Option::is_none")]
     pub addon_instance_id: Option<String>,
+    /// Extension: the DNS block lists a POSTERN_DNSBL (or SPAMHAUS_DBL, ABUSIX_MAIL_INTELLIGENCE) instance asks.
+    #[serde(rename = "Dnsbl", default, skip_serializing_if = "Option::is_none")]
+    pub dnsbl: Option<DnsblConfig>,
+    /// Extension: the Rspamd a POSTERN_RSPAMD (or VADE_ADVANCED_EMAIL_SECURITY) instance asks.
+    #[serde(rename = "Rspamd", default, skip_serializing_if = "Option::is_none")]
+    pub rspamd: Option<RspamdConfig>,
+    /// Extension: the clamd a POSTERN_CLAMAV (or TRENDMICRO_VSAPI) instance asks.
+    #[serde(rename = "Clamav", default, skip_serializing_if = "Option::is_none")]
+    pub clamav: Option<ClamavConfig>,
+    /// Extension: the longest the add-on may take for one message.
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -1030,6 +1073,65 @@ pub struct DnsConfig {
     /// Wait for one answer.
     #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DnsblConfig {
+    /// Zones the client's IP address is looked up in (reversed, as RFC 5782 says), e.g.
+    #[serde(rename = "IpZones", default, skip_serializing_if = "Option::is_none")]
+    pub ip_zones: Option<Vec<DnsblZone>>,
+    /// Zones domains are looked up in, e.g.
+    #[serde(rename = "DomainZones", default, skip_serializing_if = "Option::is_none")]
+    pub domain_zones: Option<Vec<DnsblZone>>,
+    /// Which domains are looked up in DomainZones.
+    #[serde(rename = "Domains", default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<DnsblDomainSource>>,
+    /// Most body URL domains looked up per message.
+    #[serde(rename = "MaxUrlDomains", default, skip_serializing_if = "Option::is_none")]
+    pub max_url_domains: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DnsblDomainSource {
+    #[serde(rename = "ENVELOPE_FROM")]
+    EnvelopeFrom,
+    #[serde(rename = "HELO")]
+    Helo,
+    #[serde(rename = "FROM")]
+    From,
+    #[serde(rename = "BODY_URLS")]
+    BodyUrls,
+}
+
+impl DnsblDomainSource {
+    /// Every value, in the model's order.
+    pub const ALL: &'static [Self] = &[Self::EnvelopeFrom, Self::Helo, Self::From, Self::BodyUrls];
+
+    /// The value as the model spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EnvelopeFrom => "ENVELOPE_FROM",
+            Self::Helo => "HELO",
+            Self::From => "FROM",
+            Self::BodyUrls => "BODY_URLS",
+        }
+    }
+}
+
+impl std::fmt::Display for DnsblDomainSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DnsblZone {
+    /// The zone's name.
+    #[serde(rename = "Zone")]
+    pub zone: String,
+    /// The answers that mean listed.
+    #[serde(rename = "ListedCodes", default, skip_serializing_if = "Option::is_none")]
+    pub listed_codes: Option<Vec<String>>,
 }
 
 /// This action causes processing to stop and the email to be dropped.
@@ -2870,10 +2972,10 @@ pub struct OutboundConfig {
     /// How long a delivery is retried before it fails for good and a DSN goes to the sender.
     #[serde(rename = "MaxLifetimeSeconds", default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime_seconds: Option<i32>,
-    /// Wait for a TCP connection and the greeting.
+    /// Wait for a TCP connection and a TLS handshake.
     #[serde(rename = "ConnectTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_seconds: Option<i32>,
-    /// Wait for the reply to one command, DATA's final reply included.
+    /// Wait for the greeting and for the reply to one command, DATA's final reply included.
     #[serde(rename = "CommandTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub command_timeout_seconds: Option<i32>,
     /// Deliveries in progress at once.
@@ -3239,6 +3341,16 @@ pub struct Row {
     /// Specifies the archived email source, identified by either a Rule Set's ARN with an Archive action, or a Configuration Set's Archive ARN.
     #[serde(rename = "SourceArn", default, skip_serializing_if = "Option::is_none")]
     pub source_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RspamdConfig {
+    /// Rspamd's normal worker, e.g.
+    #[serde(rename = "Url")]
+    pub url: String,
+    /// The worker's password, if it has one.
+    #[serde(rename = "Password", default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretSource>,
 }
 
 /// A rule contains conditions, "unless conditions" and actions.
@@ -3995,12 +4107,75 @@ pub struct RuleTestCase {
     pub envelope: RuleTestEnvelope,
     #[serde(rename = "Verdicts", default, skip_serializing_if = "Option::is_none")]
     pub verdicts: Option<RuleTestVerdicts>,
+    /// DNS records for SPF, DKIM, DMARC and ARC: verdicts the case does not give are computed from the message and these records, offline.
+    #[serde(rename = "Dns", default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RuleTestDns>,
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(rename = "MessageFile", default, skip_serializing_if = "Option::is_none")]
     pub message_file: Option<String>,
     #[serde(rename = "Expect", default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<RuleTestExpectation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RuleTestDns {
+    #[serde(rename = "Records", default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<RuleTestDnsRecord>>,
+    /// A zone file (BIND syntax), relative to the test file.
+    #[serde(rename = "ZoneFile", default, skip_serializing_if = "Option::is_none")]
+    pub zone_file: Option<String>,
+    /// The $ORIGIN of ZoneFile when the file does not set one.
+    #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RuleTestDnsRecord {
+    /// e.g.
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub type_: RuleTestDnsType,
+    /// The record's data as in a zone file, unquoted for TXT: v=spf1 ip4:192.0.2.0/24 -all
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RuleTestDnsType {
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "A")]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "PTR")]
+    Ptr,
+}
+
+impl RuleTestDnsType {
+    /// Every value, in the model's order.
+    pub const ALL: &'static [Self] = &[Self::Txt, Self::A, Self::Aaaa, Self::Mx, Self::Ptr];
+
+    /// The value as the model spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Txt => "TXT",
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Mx => "MX",
+            Self::Ptr => "PTR",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleTestDnsType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -4045,6 +4220,9 @@ pub struct RuleTestExpectation {
 pub struct RuleTestFile {
     #[serde(rename = "Cases")]
     pub cases: Vec<RuleTestCase>,
+    /// DNS records every case of the file sees (a case's own Dns adds to them).
+    #[serde(rename = "Dns", default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RuleTestDns>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -4424,6 +4602,8 @@ pub struct ServerConfig {
     /// What each ApplicationId of a DeliverToQBusiness action posts to.
     #[serde(rename = "QBusinessApplications", default, skip_serializing_if = "Option::is_none")]
     pub q_business_applications: Option<std::collections::BTreeMap<String, HttpTarget>>,
+    #[serde(rename = "Authentication", default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationConfig>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -4983,6 +5163,14 @@ impl Default for ArchiveStringToEvaluate {
     fn default() -> Self { Self::Attribute(Default::default()) }
 }
 
+impl Default for ClamavConfig {
+    fn default() -> Self { Self::Address(Default::default()) }
+}
+
+impl Default for DnsblDomainSource {
+    fn default() -> Self { Self::EnvelopeFrom }
+}
+
 impl Default for ExpectedAction {
     fn default() -> Self { Self::RuleActionKind(Default::default()) }
 }
@@ -5193,6 +5381,10 @@ impl Default for RuleStringOperator {
 
 impl Default for RuleStringToEvaluate {
     fn default() -> Self { Self::Attribute(Default::default()) }
+}
+
+impl Default for RuleTestDnsType {
+    fn default() -> Self { Self::Txt }
 }
 
 impl Default for RuleTestTls {

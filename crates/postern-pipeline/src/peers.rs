@@ -42,6 +42,9 @@ pub struct Peers {
     pub nats: Nats,
     /// Relay credentials by relay id (relays with a SecretArn).
     pub relay_credentials: HashMap<String, Credentials>,
+    /// SPF, DKIM, DMARC and ARC; None when Server.Authentication.Enabled is false.
+    pub auth: Option<postern_auth::Authenticator>,
+    pub addons: std::sync::Arc<crate::addons::Addons>,
 }
 
 /// The value of a secret, from where `Server.Secrets` says.
@@ -59,7 +62,7 @@ pub fn secret(config: &ValidatedConfig, arn: &str) -> Result<String, String> {
     read_secret(config, source).map_err(|e| format!("Server.Secrets[{arn}]: {e}"))
 }
 
-fn read_secret(config: &ValidatedConfig, source: &SecretSource) -> Result<String, String> {
+pub fn read_secret(config: &ValidatedConfig, source: &SecretSource) -> Result<String, String> {
     match source {
         SecretSource::Env(name) => {
             std::env::var(name).map_err(|_| format!("the environment variable {name} is not set"))
@@ -178,6 +181,23 @@ impl Peers {
             .filter_map(|a| a.parse().ok())
             .collect();
         let dns = Dns::new(&nameservers, secs(dns_config.timeout_seconds, 5));
+        let auth_config = server.authentication.clone().unwrap_or_default();
+        let auth = if auth_config.enabled.unwrap_or(true) {
+            match postern_auth::Authenticator::new(
+                &nameservers,
+                secs(auth_config.timeout_seconds, 10),
+            ) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    problems.push(format!("Server.Authentication: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let addons = crate::addons::Addons::build(config, &nameservers, &mut problems);
+        check_analysis(config, &addons, &mut problems);
 
         let objects = match &server.object_storage {
             None => Some(ObjectStorage::directory(data_dir.join("s3"))),
@@ -319,8 +339,98 @@ impl Peers {
                 http,
                 nats: Nats::new(),
                 relay_credentials,
+                auth,
+                addons: std::sync::Arc::new(addons),
             }),
             _ => Err(problems),
+        }
+    }
+}
+
+/// Every Analysis condition must name a result field its add-on has, and
+/// a traffic policy (decided before the message arrives) may read only
+/// add-ons that do not need the message.
+fn check_analysis(
+    config: &ValidatedConfig,
+    addons: &crate::addons::Addons,
+    problems: &mut Vec<String>,
+) {
+    use postern_model::*;
+    let mut check = |at: String, analysis_arn: &str, field: &str, at_rcpt: bool| {
+        let arn = config
+            .resolve(ResourceKind::AddonInstance, analysis_arn)
+            .map(|i| i.arn.clone())
+            .unwrap_or_default();
+        let Some(kind) = addons.kind(&arn) else {
+            return;
+        };
+        let name = crate::addons::field_name(field);
+        if !kind.fields().contains(&name.as_str()) {
+            problems.push(format!(
+                "{at}.ResultField: {field} is not a result of this add-on; it has {}",
+                kind.fields().join(", ")
+            ));
+        }
+        if at_rcpt && !kind.before_data() {
+            problems.push(format!("{at}.Analyzer: this add-on needs the message, and a traffic policy decides before the message arrives; use it in a rule"));
+        }
+    };
+    for (i, (_, rule_set)) in config.rule_sets().enumerate() {
+        for (j, rule) in rule_set.rules.iter().enumerate() {
+            for (list, conditions) in [("Conditions", &rule.conditions), ("Unless", &rule.unless)] {
+                for (k, c) in conditions.iter().flatten().enumerate() {
+                    let at = format!("RuleSets[{i}].Rules[{j}].{list}[{k}]");
+                    let analysis = match c {
+                        RuleCondition::StringExpression(RuleStringExpression {
+                            evaluate: RuleStringToEvaluate::Analysis(a),
+                            ..
+                        }) => Some(("StringExpression", a)),
+                        RuleCondition::BooleanExpression(RuleBooleanExpression {
+                            evaluate: RuleBooleanToEvaluate::Analysis(a),
+                            ..
+                        }) => Some(("BooleanExpression", a)),
+                        RuleCondition::VerdictExpression(RuleVerdictExpression {
+                            evaluate: RuleVerdictToEvaluate::Analysis(a),
+                            ..
+                        }) => Some(("VerdictExpression", a)),
+                        _ => None,
+                    };
+                    if let Some((kind, a)) = analysis {
+                        check(
+                            format!("{at}.{kind}.Evaluate.Analysis"),
+                            &a.analyzer,
+                            &a.result_field,
+                            false,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, (_, policy)) in config.traffic_policies().enumerate() {
+        for (j, statement) in policy.policy_statements.iter().enumerate() {
+            for (k, c) in statement.conditions.iter().enumerate() {
+                let at = format!("TrafficPolicies[{i}].PolicyStatements[{j}].Conditions[{k}]");
+                let analysis = match c {
+                    PolicyCondition::StringExpression(IngressStringExpression {
+                        evaluate: IngressStringToEvaluate::Analysis(a),
+                        ..
+                    }) => Some(("StringExpression", a)),
+                    PolicyCondition::BooleanExpression(IngressBooleanExpression {
+                        evaluate: IngressBooleanToEvaluate::Analysis(a),
+                        ..
+                    }) => Some(("BooleanExpression", a)),
+                    _ => None,
+                };
+                if let Some((kind, a)) = analysis {
+                    check(
+                        format!("{at}.{kind}.Evaluate.Analysis"),
+                        &a.analyzer,
+                        &a.result_field,
+                        true,
+                    );
+                }
+            }
         }
     }
 }

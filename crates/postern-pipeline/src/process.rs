@@ -67,11 +67,7 @@ pub async fn process(
         .ingress_point(&meta.ingress_point.id)
         .ok_or_else(|| Deferred::UnknownIngressPoint(meta.ingress_point.id.clone()))?;
     let rule_set = binding.rule_set.clone();
-    let raw: &[u8] = &spooled.message[..];
-    let size = raw.len() as u64;
-    let parsed = postern_engine::message_parser()
-        .parse(raw)
-        .unwrap_or_default();
+    let size = spooled.message.len() as u64;
     let envelope = Envelope {
         sender_ip: meta
             .sender_ip
@@ -102,14 +98,76 @@ pub async fn process(
         recipients: meta.recipients.iter().map(|r| r.address.clone()).collect(),
         declared_size: meta.declared_size,
     };
-    // Authentication is not performed by this version of Postern: rules see
-    // it as not processed (docs/semantics.md).
-    let verdicts = Verdicts {
-        spf: Some(RuleVerdict::ProcessingFailed),
-        dkim: Some(RuleVerdict::ProcessingFailed),
-        dmarc: Some(RuleDmarcPolicy::None),
-        ..Verdicts::default()
+    // Authentication-Results claiming this gateway can only be forged: they
+    // go before anything reads the message.
+    let stripped = postern_auth::strip_forged_results(&spooled.message[..], &runtime.hostname);
+    let raw: &[u8] = &stripped;
+    let auth = match &runtime.peers.auth {
+        Some(authenticator) => Some(
+            authenticator
+                .authenticate(&postern_auth::AuthInput {
+                    client_ip: envelope.sender_ip,
+                    helo: &meta.helo,
+                    mail_from: &meta.mail_from,
+                    message: raw,
+                    authserv_id: &runtime.hostname,
+                })
+                .await,
+        ),
+        None => None,
     };
+    if let Some(a) = &auth {
+        for (check, verdict) in [
+            ("spf", a.spf.as_str()),
+            ("dkim", a.dkim.as_str()),
+            ("arc", a.arc.as_str()),
+        ] {
+            metrics::counter!("postern_auth_verdicts_total", "check" => check, "verdict" => verdict).increment(1);
+        }
+        metrics::counter!("postern_auth_verdicts_total", "check" => "dmarc", "verdict" => a.dmarc.as_str()).increment(1);
+    }
+    let mut verdicts = match &auth {
+        Some(a) => Verdicts {
+            spf: Some(rule_verdict(a.spf)),
+            dkim: Some(rule_verdict(a.dkim)),
+            dmarc: Some(match a.dmarc {
+                postern_auth::DmarcPolicy::None => RuleDmarcPolicy::None,
+                postern_auth::DmarcPolicy::Quarantine => RuleDmarcPolicy::Quarantine,
+                postern_auth::DmarcPolicy::Reject => RuleDmarcPolicy::Reject,
+            }),
+            ..Verdicts::default()
+        },
+        // Authentication is turned off: rules see it as not processed
+        // (docs/semantics.md).
+        None => Verdicts {
+            spf: Some(RuleVerdict::ProcessingFailed),
+            dkim: Some(RuleVerdict::ProcessingFailed),
+            dmarc: Some(RuleDmarcPolicy::None),
+            ..Verdicts::default()
+        },
+    };
+    let needed = rule_set.analysis_needed();
+    if !needed.is_empty() {
+        verdicts.analysis = runtime
+            .peers
+            .addons
+            .analyze(
+                needed,
+                &crate::addons::AddonInput {
+                    ip: envelope.sender_ip,
+                    helo: &meta.helo,
+                    mail_from: &meta.mail_from,
+                    recipients: &envelope.recipients,
+                    queue_id: id.as_str(),
+                    hostname: &runtime.hostname,
+                    message: Some(raw),
+                },
+            )
+            .await;
+    }
+    let parsed = postern_engine::message_parser()
+        .parse(raw)
+        .unwrap_or_default();
     let evaluation = rule_set
         .evaluate(&envelope, &parsed, size, &verdicts)
         .map_err(|e| {
@@ -130,7 +188,8 @@ pub async fn process(
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let mut outcomes: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    // By (group, rule, action).
+    let mut outcomes: BTreeMap<(usize, usize, usize), String> = BTreeMap::new();
     let received_header = received(
         &meta,
         &runtime.hostname,
@@ -138,23 +197,53 @@ pub async fn process(
         (meta.recipients.len() == 1).then(|| meta.recipients[0].address.as_str()),
     );
 
-    // Recipients with the same plan share one execution of it.
+    // Recipients with the same plan share one execution of it; each plan
+    // runs for its own recipients, even where plans share an action.
     let mut groups: Vec<(Vec<ActionRef>, Vec<String>)> = Vec::new();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
     for outcome in &evaluation.recipients {
-        match groups.iter_mut().find(|(plan, _)| *plan == outcome.actions) {
-            Some((_, recipients)) => recipients.push(outcome.recipient.clone()),
-            None => groups.push((outcome.actions.clone(), vec![outcome.recipient.clone()])),
-        }
+        let g = match groups.iter().position(|(plan, _)| *plan == outcome.actions) {
+            Some(g) => {
+                groups[g].1.push(outcome.recipient.clone());
+                g
+            }
+            None => {
+                groups.push((outcome.actions.clone(), vec![outcome.recipient.clone()]));
+                groups.len() - 1
+            }
+        };
+        group_of.insert(outcome.recipient.as_str(), g);
     }
+    let several = groups.len() > 1;
     // The first Archive of a message into an archive (and the first
     // WriteToS3 into a bucket and prefix) stores it under the queue id;
     // another one (another rule, other recipients, other added headers)
     // under the queue id and the action, so no copy overwrites another and
     // a rerun writes the same objects.
-    let mut stored_as: HashMap<String, (usize, usize)> = HashMap::new();
-    for (plan, recipients) in &groups {
+    let mut stored_as: HashMap<String, (usize, usize, usize)> = HashMap::new();
+    let mut names_used: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (g, (plan, recipients)) in groups.iter().enumerate() {
+        // Names the group in step keys, by its recipients: stable when the
+        // message is processed again.
+        let group_tag = if several {
+            format!("#{}", recipients_tag(recipients))
+        } else {
+            String::new()
+        };
         let mut current: Vec<String> = recipients.clone();
-        let mut headers: Vec<(String, String)> = vec![("Received".into(), received_header.clone())];
+        // Written in reverse: Received on top, then Authentication-Results,
+        // then (above both) what rules add.
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(a) = &auth {
+            let value = a
+                .header
+                .trim_end()
+                .strip_prefix("Authentication-Results:")
+                .unwrap_or(&a.header)
+                .trim_start();
+            headers.push(("Authentication-Results".into(), value.to_string()));
+        }
+        headers.push(("Received".into(), received_header.clone()));
         // Set by an InvokeLambda REQUEST_RESPONSE disposition.
         let mut stopped: Option<(Option<usize>, &'static str)> = None;
         for a in plan {
@@ -162,7 +251,7 @@ pub async fn process(
             let kind = action_kind(action);
             if let Some((scope, why)) = stopped {
                 if scope.is_none_or(|rule| rule == a.rule) {
-                    outcomes.insert((a.rule, a.action), format!("not executed: {why}"));
+                    outcomes.insert((g, a.rule, a.action), format!("not executed: {why}"));
                     continue;
                 }
                 stopped = None;
@@ -178,12 +267,15 @@ pub async fn process(
                 RuleAction::WriteToS3(s3) => format!(
                     "{}/{}",
                     s3.s3_bucket,
-                    s3.s3_prefix.as_deref().unwrap_or_default()
+                    s3.s3_prefix
+                        .as_deref()
+                        .unwrap_or_default()
+                        .trim_matches('/')
                 ),
                 _ => String::new(),
             };
             let key = format!(
-                "{}/{}/{}/{}:{target}",
+                "{}/{}/{}/{}:{target}{group_tag}",
                 rule_set.id,
                 rule_set.rule_label(a.rule),
                 a.action,
@@ -211,13 +303,20 @@ pub async fn process(
                     // after a crash names every copy as the first run did.
                     let first = *stored_as
                         .entry(format!("{kind}:{target}"))
-                        .or_insert((a.rule, a.action));
-                    let object_name = if first == (a.rule, a.action) {
+                        .or_insert((g, a.rule, a.action));
+                    let object_name = if first == (g, a.rule, a.action) {
                         id.to_string()
                     } else {
-                        format!("{id}-{}-{}", a.rule, a.action)
+                        // The plan index only where two plans run the
+                        // same action into the same place.
+                        let base = format!("{id}-{}-{}:{kind}:{target}", a.rule, a.action);
+                        if names_used.insert(base) {
+                            format!("{id}-{}-{}", a.rule, a.action)
+                        } else {
+                            format!("{id}-{}-{}-{g}", a.rule, a.action)
+                        }
                     };
-                    if let Some(previous) = done.get(&key).or(outcomes.get(&(a.rule, a.action))) {
+                    if let Some(previous) = done.get(&key) {
                         previous.clone()
                     } else {
                         let message = with_headers(&headers, raw);
@@ -237,7 +336,15 @@ pub async fn process(
                         let text = match result {
                             Ok(text) => text,
                             Err(Failure::Failed(e)) => format!("failed: {e}"),
-                            Err(Failure::Retry(e)) => return Err(Deferred::Retry(e)),
+                            Err(Failure::Retry(e)) => {
+                                // Jobs of the actions before it are in the
+                                // journal: they need not wait for this one.
+                                ctx.outbound
+                                    .release(id.as_str())
+                                    .await
+                                    .map_err(Deferred::Io)?;
+                                return Err(Deferred::Retry(e));
+                            }
                             Err(Failure::Io(e)) => return Err(Deferred::Io(e)),
                         };
                         let failed = text.starts_with("failed");
@@ -266,7 +373,7 @@ pub async fn process(
                 }
             }
             let failed = outcome.starts_with("failed");
-            outcomes.insert((a.rule, a.action), outcome);
+            outcomes.insert((g, a.rule, a.action), outcome);
             if matches!(action, RuleAction::Drop(_)) {
                 break;
             }
@@ -310,7 +417,10 @@ pub async fn process(
                 .map(|a| ActionTrace {
                     rule: rule_set.rule_label(a.rule),
                     action: action_kind(rule_set.action(*a)).to_string(),
-                    outcome: outcomes.get(&(a.rule, a.action)).cloned().unwrap_or_else(|| "not reached".into()),
+                    outcome: outcomes
+                        .get(&(group_of.get(outcome.recipient.as_str()).copied().unwrap_or(0), a.rule, a.action))
+                        .cloned()
+                        .unwrap_or_else(|| "not reached".into()),
                 })
                 .collect(),
             dropped: outcome.dropped,
@@ -325,6 +435,16 @@ pub async fn process(
         mail_from: meta.mail_from.clone(),
         message_size: size,
         rule_set: rule_set.name.clone(),
+        authentication: auth.as_ref().map(|a| a.details.clone()).unwrap_or_default(),
+        addon_results: {
+            let mut r: Vec<String> = verdicts
+                .analysis
+                .iter()
+                .map(|((arn, field), value)| format!("{arn} {field} = {}", value.as_text()))
+                .collect();
+            r.sort();
+            r
+        },
         recipients,
         outcome: "done".into(),
     };
@@ -341,6 +461,29 @@ pub async fn process(
     }
     tracing::info!(queue_id = %id, recipients = evaluation.recipients.len(), "message processed");
     Ok(())
+}
+
+/// A short name for a group of recipients (FNV-1a of the sorted list).
+pub(crate) fn recipients_tag(recipients: &[String]) -> String {
+    let mut sorted: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for r in sorted {
+        for b in r.bytes().chain([0]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn rule_verdict(v: postern_auth::Verdict) -> RuleVerdict {
+    match v {
+        postern_auth::Verdict::Pass => RuleVerdict::Pass,
+        postern_auth::Verdict::Fail => RuleVerdict::Fail,
+        postern_auth::Verdict::Gray => RuleVerdict::Gray,
+        postern_auth::Verdict::ProcessingFailed => RuleVerdict::ProcessingFailed,
+    }
 }
 
 fn failure_policy(action: &RuleAction) -> ActionFailurePolicy {

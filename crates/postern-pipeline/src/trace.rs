@@ -21,6 +21,12 @@ pub struct TraceRecord {
     pub mail_from: String,
     pub message_size: u64,
     pub rule_set: String,
+    /// SPF, DKIM, DMARC and ARC results with their reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authentication: Vec<String>,
+    /// Add-on results the rule set read, as `{instance ARN} {field} = {value}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addon_results: Vec<String>,
     pub recipients: Vec<RecipientTrace>,
     pub outcome: String,
 }

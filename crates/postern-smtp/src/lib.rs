@@ -1,6 +1,7 @@
 //! The SMTP ingress.
 //!
 //! # Layout
+//! - `analyzer.rs`: add-on results the traffic policy reads at RCPT.
 //! - `listener.rs`: accept loop, connection limits, implicit TLS, shutdown.
 //! - `session.rs`: one ESMTP session; the traffic policy at RCPT; messages
 //!   streamed into the store and committed before the 250.
@@ -11,6 +12,7 @@
 //! - `store.rs`: the interface to the spool, and the session metadata kept
 //!   with each message.
 
+pub mod analyzer;
 pub mod limits;
 pub mod listener;
 pub mod reply;
@@ -19,6 +21,7 @@ pub mod store;
 pub mod stream;
 pub mod tls;
 
+pub use analyzer::{AnalysisInput, AnalysisResults, Analyzer};
 pub use limits::Limits;
 pub use listener::{Connections, serve};
 pub use session::{End, Peer, Session, SessionConfig};

@@ -46,6 +46,9 @@ pub struct SessionConfig {
     /// Connections start with a PROXY protocol header (the listener reads it).
     pub proxy_protocol: bool,
     pub config_version: u64,
+    /// Runs the add-ons the traffic policy reads; None: the policy reads
+    /// none (a policy that does is answered 451 4.7.1).
+    pub analyzer: Option<Arc<dyn crate::analyzer::Analyzer>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +65,8 @@ struct Transaction {
     ret: Option<String>,
     envid: Option<String>,
     recipients: Vec<Recipient>,
+    /// Add-on results the traffic policy reads, fetched at the first RCPT.
+    verdicts: Option<Verdicts>,
 }
 
 enum Phase<I> {
@@ -318,7 +323,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                                 orcpt: None,
                                 rrvs: 0,
                                 flags: 0,
-                            });
+                            })
+                            .await;
                             continue;
                         }
                         // RFC 3207: STARTTLS takes no parameter.
@@ -599,7 +605,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
                 }
                 crate::store::Pressure::Normal => self.mail(from),
             },
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
             Request::Bdat {
                 chunk_size,
@@ -733,6 +739,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
             ret,
             envid: from.env_id,
             recipients: Vec::new(),
+            verdicts: None,
         });
         self.send(Reply::new(250, (2, 1, 0), "Sender OK"));
     }
@@ -751,7 +758,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
         }
     }
 
-    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) {
+    /// The add-on results of this transaction, asked for once.
+    async fn policy_verdicts(&mut self) -> Verdicts {
+        if let Some(v) = self.transaction.as_ref().and_then(|t| t.verdicts.clone()) {
+            return v;
+        }
+        let needed = self.config.policy.analysis_needed();
+        let mut verdicts = Verdicts::default();
+        if let (false, Some(analyzer)) = (needed.is_empty(), &self.config.analyzer) {
+            let input = crate::analyzer::AnalysisInput {
+                ip: self.peer.ip,
+                helo: self.helo.clone().unwrap_or_default(),
+                mail_from: self
+                    .transaction
+                    .as_ref()
+                    .map(|t| t.mail_from.clone())
+                    .unwrap_or_default(),
+            };
+            verdicts.analysis = analyzer.analyze(needed, &input).await;
+        }
+        if let Some(t) = &mut self.transaction {
+            t.verdicts = Some(verdicts.clone());
+        }
+        verdicts
+    }
+
+    async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) {
         let Some(transaction) = &self.transaction else {
             self.error(reply::bad_sequence("Send MAIL first"));
             return;
@@ -772,13 +804,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send, S: Store> Session<T, S> {
             self.send(Reply::new(250, (2, 1, 5), "Recipient OK"));
             return;
         }
+        let verdicts = self.policy_verdicts().await;
         let envelope = self.envelope();
-        let decision = self.config.policy.evaluate(
-            &envelope,
-            &to.address,
-            envelope.declared_size,
-            &Verdicts::default(),
-        );
+        let decision =
+            self.config
+                .policy
+                .evaluate(&envelope, &to.address, envelope.declared_size, &verdicts);
         let ingress = self.config.ingress.name.clone();
         match decision {
             Ok(d) if d.action == AcceptAction::Allow => {

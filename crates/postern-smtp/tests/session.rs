@@ -62,6 +62,7 @@ IngressPoints: [{IngressPointName: in1, Type: OPEN, TrafficPolicyId: all, RuleSe
         throttle: Default::default(),
         proxy_protocol: false,
         config_version: 1,
+        analyzer: None,
     })
 }
 

@@ -129,3 +129,103 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `Dns` records in a test file: SPF, DKIM and DMARC computed offline from
+/// them, as the gateway computes them; explicit Verdicts win.
+#[test]
+fn rule_tests_compute_authentication_from_dns_records() {
+    let dir = std::env::temp_dir().join(format!("postern-cli-dns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    let config = r#"TrafficPolicies: [{TrafficPolicyName: all, DefaultAction: ALLOW, PolicyStatements: []}]
+RuleSets:
+  - RuleSetName: main
+    Rules:
+      - Name: spf-pass
+        Conditions: [{VerdictExpression: {Evaluate: {Attribute: SPF}, Operator: EQUALS, Values: [PASS]}}]
+        Actions: [{AddHeader: {HeaderName: X-Spf, HeaderValue: pass}}]
+      - Name: dkim-pass
+        Conditions: [{VerdictExpression: {Evaluate: {Attribute: DKIM}, Operator: EQUALS, Values: [PASS]}}]
+        Actions: [{AddHeader: {HeaderName: X-Dkim, HeaderValue: pass}}]
+      - Name: reject
+        Conditions: [{DmarcExpression: {Operator: EQUALS, Values: [REJECT]}}]
+        Actions: [{Drop: {}}]
+IngressPoints: [{IngressPointName: mx-main, Type: OPEN, TrafficPolicyId: all, RuleSetId: main}]
+"#;
+    std::fs::write(dir.join("postern.yaml"), config).unwrap();
+    let key = include_str!("../../postern-delivery/tests/keys/rsa-pkcs8.pem");
+    let public = include_str!("../../postern-delivery/tests/keys/rsa.pub.b64").trim();
+    let message = "From: Alice <alice@good.test>\r\nTo: bob@mail.example\r\nSubject: signed\r\nDate: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <1@good.test>\r\n\r\nHello.\r\n";
+    let signature = postern_delivery::sign(
+        &[postern_delivery::DkimKey::from_pem("good.test", "sel", key).unwrap()],
+        message.as_bytes(),
+    )
+    .unwrap()
+    .unwrap();
+    std::fs::write(dir.join("signed.eml"), format!("{signature}{message}")).unwrap();
+    std::fs::write(
+        dir.join("zones/good.zone"),
+        format!(
+            "@ 300 IN TXT \"v=spf1 ip4:203.0.113.0/24 -all\"\n_dmarc 300 IN TXT \"v=DMARC1; p=reject\"\nsel._domainkey 300 IN TXT {}\n",
+            // A TXT string holds at most 255 bytes: the key takes several.
+            format!("v=DKIM1; k=rsa; p={public}")
+                .as_bytes()
+                .chunks(200)
+                .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )
+    .unwrap();
+    let cases = r#"Dns:
+  ZoneFile: zones/good.zone
+  Origin: good.test
+Cases:
+  - Name: signed from a permitted address passes everything
+    Envelope: {SenderIp: 203.0.113.9, MailFrom: alice@good.test, Recipients: [bob@mail.example]}
+    MessageFile: signed.eml
+    Expect: {Rules: [spf-pass, dkim-pass], Dropped: false}
+  - Name: unsigned from elsewhere is rejected by DMARC
+    Envelope: {SenderIp: 198.51.100.1, MailFrom: alice@good.test, Recipients: [bob@mail.example]}
+    Message: "From: alice@good.test\nSubject: forged\n\nhi\n"
+    Expect: {Rules: [reject], Dropped: true}
+  - Name: records of the case add to the file's
+    Envelope: {SenderIp: 192.0.2.7, MailFrom: carol@other.test, Recipients: [bob@mail.example]}
+    Dns:
+      Records: [{Name: other.test, Type: TXT, Value: "v=spf1 ip4:192.0.2.0/24 -all"}]
+    Message: "From: carol@other.test\nSubject: other\n\nhi\n"
+    Expect: {Rules: [spf-pass], Dropped: false}
+  - Name: explicit verdicts win
+    Envelope: {SenderIp: 198.51.100.1, MailFrom: alice@good.test, Recipients: [bob@mail.example]}
+    Verdicts: {Spf: PASS, Dkim: PASS, Dmarc: NONE}
+    Message: "From: alice@good.test\nSubject: forged\n\nhi\n"
+    Expect: {Rules: [spf-pass, dkim-pass], Dropped: false}
+"#;
+    std::fs::write(dir.join("auth.yaml"), cases).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["test", "-c", "postern.yaml", "auth.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("4 passed, 0 failed"), "{output}");
+
+    // A wrong expectation fails: the verdicts are really computed.
+    std::fs::write(
+        dir.join("wrong.yaml"),
+        cases.replace(
+            "Expect: {Rules: [reject], Dropped: true}",
+            "Expect: {Rules: [spf-pass], Dropped: false}",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["test", "-c", "postern.yaml", "wrong.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("3 passed, 1 failed"), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}

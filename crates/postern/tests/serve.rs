@@ -576,31 +576,41 @@ fn wait_archived(data: &Path, id: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
-/// The archived message without its first header, which must be the
-/// Received header this gateway added; (that header, the rest).
+/// The archived message without the two header fields this gateway adds
+/// on top, Received then Authentication-Results; (Received, the rest).
 fn split_received(eml: &[u8]) -> (String, Vec<u8>) {
     assert!(
         eml.starts_with(b"Received: "),
         "archived message does not start with Received: {:?}",
         String::from_utf8_lossy(&eml[..eml.len().min(200)])
     );
-    let mut end = 0;
+    let received = field_end(eml, 0);
+    assert!(
+        eml[received..].starts_with(b"Authentication-Results: "),
+        "no Authentication-Results under Received: {:?}",
+        String::from_utf8_lossy(&eml[..eml.len().min(400)])
+    );
+    let results = field_end(eml, received);
+    (
+        String::from_utf8_lossy(&eml[..received]).into_owned(),
+        eml[results..].to_vec(),
+    )
+}
+
+/// Where the header field starting at `start` ends (after its CRLF and any
+/// folded lines).
+fn field_end(eml: &[u8], start: usize) -> usize {
+    let mut end = start;
     loop {
-        let next = end
-            + eml[end..]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .expect("header line ends")
+        end += eml[end..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("header line ends")
             + 2;
-        end = next;
         if !matches!(eml.get(end), Some(b' ') | Some(b'\t')) {
-            break;
+            return end;
         }
     }
-    (
-        String::from_utf8_lossy(&eml[..end]).into_owned(),
-        eml[end..].to_vec(),
-    )
 }
 
 fn trace_records(data: &Path) -> Vec<Value> {

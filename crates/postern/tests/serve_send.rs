@@ -59,7 +59,7 @@ sel._domainkey.sender 3600 IN TXT {}\n",
         "Server:\n  DataDir: {data}\n  HttpListen: 127.0.0.1:{http}\n  Hostname: gw.postern.test\n  Dns:\n    Nameservers: [\"{dns}\"]\n  Outbound:\n    SmtpPort: {mx}\n    RetryInitialSeconds: 1\n    DkimKeys:\n      - {{Domain: sender.test, Selector: sel, PrivateKeyFile: dkim.pem}}\n\
 TrafficPolicies:\n  - TrafficPolicyName: all\n    DefaultAction: ALLOW\n    PolicyStatements: []\n\
 RuleSets:\n  - RuleSetName: main\n    Rules:\n      - Name: out\n        Actions:\n          - Send: {{RoleArn: \"arn:aws:iam::000000000000:role/send\"}}\n\
-IngressPoints:\n  - IngressPointName: gateway\n    Type: OPEN\n    TrafficPolicyId: all\n    RuleSetId: main\n    Listen: [\"127.0.0.1:{smtp}\"]\n",
+IngressPoints:\n  - IngressPointName: gateway\n    Type: AUTH\n    IngressPointConfiguration: {{SmtpPassword: \"submit-password\"}}\n    TrafficPolicyId: all\n    RuleSetId: main\n    Listen: [\"127.0.0.1:{smtp}\"]\n",
         data = gw_dir.join("data").display(),
         http = ports[3],
         dns = dns.addr,
@@ -69,7 +69,10 @@ IngressPoints:\n  - IngressPointName: gateway\n    Type: OPEN\n    TrafficPolicy
     let gw = Server::start(&gw_dir, ports[2], &config);
 
     let message = "From: Alice <alice@sender.test>\r\nTo: bob@dest.test\r\nSubject: sent-out\r\nDate: Wed, 25 Nov 2026 12:00:00 +0000\r\nMessage-ID: <sent-out@sender.test>\r\n\r\nHello over MX.\r\n";
-    let id = gw.send(
+    // Submitted with AUTH: Send signs only mail from a client that logged in.
+    let id = send_as(
+        ports[2],
+        Some(("gateway", "submit-password")),
         "alice@sender.test",
         &["bob@dest.test", "carol@nomail.test"],
         message,

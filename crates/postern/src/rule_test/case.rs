@@ -3,7 +3,10 @@
 
 use postern_config::ValidatedConfig;
 use postern_engine::{AnalysisValue, ClientCertificate, Engine, Envelope, TlsProtocol, Verdicts};
-use postern_model::{ResourceKind, RuleTestCase, RuleTestTls, StringOrStringList};
+use postern_model::{
+    ResourceKind, RuleDmarcPolicy, RuleTestCase, RuleTestDns, RuleTestTls, RuleVerdict,
+    StringOrStringList,
+};
 use std::path::Path;
 
 pub struct Prepared {
@@ -19,6 +22,7 @@ pub fn prepare(
     config: &ValidatedConfig,
     engine: &Engine,
     case: &RuleTestCase,
+    file_dns: Option<&RuleTestDns>,
     base: &Path,
 ) -> Result<Prepared, String> {
     let ingress = match &case.ingress_point {
@@ -123,6 +127,26 @@ pub fn prepare(
             }
         }
     }
+    let dns: Vec<&RuleTestDns> = file_dns.into_iter().chain(case.dns.as_ref()).collect();
+    if !dns.is_empty()
+        && (verdicts.spf.is_none() || verdicts.dkim.is_none() || verdicts.dmarc.is_none())
+    {
+        let records = dns_records(&dns, base)?;
+        let outcome = authenticate(&records, &envelope, &message);
+        let verdict = |v: postern_auth::Verdict| match v {
+            postern_auth::Verdict::Pass => RuleVerdict::Pass,
+            postern_auth::Verdict::Fail => RuleVerdict::Fail,
+            postern_auth::Verdict::Gray => RuleVerdict::Gray,
+            postern_auth::Verdict::ProcessingFailed => RuleVerdict::ProcessingFailed,
+        };
+        verdicts.spf = verdicts.spf.or(Some(verdict(outcome.spf)));
+        verdicts.dkim = verdicts.dkim.or(Some(verdict(outcome.dkim)));
+        verdicts.dmarc = verdicts.dmarc.or(Some(match outcome.dmarc {
+            postern_auth::DmarcPolicy::None => RuleDmarcPolicy::None,
+            postern_auth::DmarcPolicy::Quarantine => RuleDmarcPolicy::Quarantine,
+            postern_auth::DmarcPolicy::Reject => RuleDmarcPolicy::Reject,
+        }));
+    }
     Ok(Prepared {
         ingress,
         envelope,
@@ -144,4 +168,58 @@ fn crlf(text: &[u8]) -> Vec<u8> {
         prev = b;
     }
     out
+}
+
+/// The records of the file's and the case's `Dns`, zone files first.
+fn dns_records(dns: &[&RuleTestDns], base: &Path) -> Result<postern_auth::DnsRecords, String> {
+    let mut zone = String::new();
+    for d in dns {
+        if let Some(file) = &d.zone_file {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("Dns.ZoneFile: cannot read {}: {e}", path.display()))?;
+            if let Some(origin) = &d.origin {
+                zone.push_str(&format!(
+                    "$ORIGIN {}\n",
+                    origin.trim_end_matches('.').to_string() + "."
+                ));
+            }
+            zone.push_str(&text);
+            zone.push('\n');
+        }
+    }
+    let mut records = if zone.is_empty() {
+        postern_auth::DnsRecords::new()
+    } else {
+        postern_auth::DnsRecords::parse_zone(&zone, None)
+            .map_err(|e| format!("Dns.ZoneFile: {e}"))?
+    };
+    for d in dns {
+        for (i, r) in d.records.iter().flatten().enumerate() {
+            records
+                .add(&r.name, r.type_.as_str(), &r.value)
+                .map_err(|e| format!("Dns.Records[{i}]: {e}"))?;
+        }
+    }
+    Ok(records)
+}
+
+/// SPF, DKIM, DMARC and ARC of the case's message, from `records` only.
+fn authenticate(
+    records: &postern_auth::DnsRecords,
+    envelope: &Envelope,
+    message: &[u8],
+) -> postern_auth::AuthOutcome {
+    let authenticator = postern_auth::Authenticator::offline(records);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(authenticator.authenticate(&postern_auth::AuthInput {
+        client_ip: envelope.sender_ip,
+        helo: envelope.helo.as_deref().unwrap_or_default(),
+        mail_from: &envelope.mail_from,
+        message,
+        authserv_id: "postern-test",
+    }))
 }

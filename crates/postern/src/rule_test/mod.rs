@@ -101,7 +101,7 @@ pub fn run_file(
             ));
         }
         let mut trace = Vec::new();
-        match case::prepare(config, engine, case, base) {
+        match case::prepare(config, engine, case, tests.dns.as_ref(), base) {
             Err(problem) => failures.push(problem),
             Ok(prepared) => match outcome::run(engine, &prepared) {
                 Err(problem) => failures.push(problem),

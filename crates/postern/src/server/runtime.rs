@@ -5,12 +5,7 @@
 
 use postern_config::ValidatedConfig;
 use postern_engine::Engine;
-use postern_model::{
-    IngressBooleanExpression, IngressBooleanToEvaluate, IngressPointConfiguration,
-    IngressPointType, IngressStringExpression, IngressStringToEvaluate, PolicyCondition,
-    RuleBooleanExpression, RuleBooleanToEvaluate, RuleCondition, RuleStringExpression,
-    RuleStringToEvaluate, RuleVerdictExpression, RuleVerdictToEvaluate,
-};
+use postern_model::{IngressPointConfiguration, IngressPointType};
 use postern_pipeline::Runtime;
 use postern_pipeline::peers::{Peers, secret};
 use postern_smtp::{IngressRef, Limits, SessionConfig};
@@ -143,66 +138,9 @@ pub fn tls(config: &ValidatedConfig, data_dir: &Path, hostname: &str) -> Result<
     })
 }
 
-/// Whether a rule condition reads an add-on's result.
-fn rule_reads_addon(condition: &RuleCondition) -> bool {
-    matches!(
-        condition,
-        RuleCondition::StringExpression(RuleStringExpression {
-            evaluate: RuleStringToEvaluate::Analysis(_),
-            ..
-        }) | RuleCondition::BooleanExpression(RuleBooleanExpression {
-            evaluate: RuleBooleanToEvaluate::Analysis(_),
-            ..
-        }) | RuleCondition::VerdictExpression(RuleVerdictExpression {
-            evaluate: RuleVerdictToEvaluate::Analysis(_),
-            ..
-        })
-    )
-}
-
-/// Whether a traffic policy condition reads an add-on's result.
-fn policy_reads_addon(condition: &PolicyCondition) -> bool {
-    matches!(
-        condition,
-        PolicyCondition::StringExpression(IngressStringExpression {
-            evaluate: IngressStringToEvaluate::Analysis(_),
-            ..
-        }) | PolicyCondition::BooleanExpression(IngressBooleanExpression {
-            evaluate: IngressBooleanToEvaluate::Analysis(_),
-            ..
-        })
-    )
-}
-
-/// What this server cannot do yet, by field path.
+/// What the ingress points ask for that cannot be set up, by field path.
 fn unsupported(config: &ValidatedConfig) -> Vec<String> {
     let mut problems = Vec::new();
-    for (i, (_, rule_set)) in config.rule_sets().enumerate() {
-        for (j, rule) in rule_set.rules.iter().enumerate() {
-            let conditions = rule
-                .conditions
-                .iter()
-                .flatten()
-                .chain(rule.unless.iter().flatten());
-            if conditions.into_iter().any(rule_reads_addon) {
-                problems.push(format!(
-                    "RuleSets[{i}].Rules[{j}]: add-on Analysis conditions need add-ons, which this version of postern serve does not run"
-                ));
-            }
-        }
-    }
-    for (i, (_, policy)) in config.traffic_policies().enumerate() {
-        if policy
-            .policy_statements
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(policy_reads_addon)
-        {
-            problems.push(format!(
-                "TrafficPolicies[{i}]: add-on Analysis conditions need add-ons, which this version of postern serve does not run"
-            ));
-        }
-    }
     for (i, (_, ip)) in config.ingress_points().enumerate() {
         if let Some(IngressPointConfiguration::SecretArn(arn)) = &ip.ingress_point_configuration
             && let Err(e) = secret(config, arn)
@@ -312,6 +250,12 @@ pub fn session_configs(
                 throttle: throttle.clone(),
                 proxy_protocol: ip.proxy_protocol.unwrap_or(false),
                 config_version: runtime.version,
+                analyzer: (!binding.policy.analysis_needed().is_empty()).then(|| {
+                    Arc::new(postern_pipeline::addons::AtRcpt {
+                        addons: runtime.peers.addons.clone(),
+                        hostname: settings.hostname.clone(),
+                    }) as Arc<dyn postern_smtp::Analyzer>
+                }),
             },
         ));
     }

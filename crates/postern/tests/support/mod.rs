@@ -192,12 +192,29 @@ impl Drop for Server {
 
 /// Sends with smtplib and returns the queue id from the 250 reply to DATA.
 pub fn send(port: u16, mail_from: &str, recipients: &[&str], message: &str) -> String {
+    send_as(port, None, mail_from, recipients, message)
+}
+
+/// Like [`send`], after STARTTLS (any certificate) and AUTH with `login`
+/// (user, password) when given.
+pub fn send_as(
+    port: u16,
+    login: Option<(&str, &str)>,
+    mail_from: &str,
+    recipients: &[&str],
+    message: &str,
+) -> String {
     let script = r#"
-import smtplib, sys, json
-port, sender, rcpts, msg = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+import smtplib, ssl, sys, json
+port, sender, rcpts, msg, login = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
 s = smtplib.SMTP("127.0.0.1", port, timeout=30)
 s.ehlo("client.test")
-s.mail(sender)
+if login:
+    s.starttls(context=ssl._create_unverified_context())
+    s.ehlo("client.test")
+    s.login(login[0], login[1])
+code, text = s.mail(sender)
+assert code == 250, ("MAIL", code, text)
 for r in rcpts:
     code, text = s.rcpt(r)
     assert code == 250, (r, code, text)
@@ -213,6 +230,7 @@ print(text.decode().split("queued as ")[1].strip())
         .arg(mail_from)
         .arg(serde_json::to_string(recipients).unwrap())
         .arg(message)
+        .arg(serde_json::to_string(&login).unwrap())
         .output()
         .expect("python3 is needed by this test");
     assert!(
