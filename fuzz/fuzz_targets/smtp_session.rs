@@ -59,6 +59,7 @@ fn config() -> Arc<SessionConfig> {
                 throttle: Default::default(),
                 proxy_protocol: false,
                 config_version: 1,
+                analyzer: None,
             })
         })
         .clone()
