@@ -1,5 +1,6 @@
-//! [`ObjectStorage`]: `PutObject` to an S3-compatible service or to a local
-//! directory, through `object_store`.
+//! [`ObjectStorage`]: `PutObject` (and `GetObject`, `DeleteObject`, for the
+//! archive) to an S3-compatible service or to a local directory, through
+//! `object_store`.
 //!
 //! One `object_store` client per bucket (and KMS key) is made on first use
 //! and kept. For S3, `object_store` retries a failed request once on its own
@@ -22,7 +23,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::client::{HttpClient, HttpConnector, HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 
 use crate::{EndpointError, error_chain, tls};
 
@@ -108,7 +111,81 @@ impl ObjectStorage {
             .put_opts(&path, PutPayload::from_bytes(body), Default::default())
             .await
             .map(|_| ())
-            .map_err(|e| classify(&self.backend, bucket, key, &e))
+            .map_err(|e| classify(&self.backend, "put", bucket, key, &e))
+    }
+
+    /// `GetObject`: the bytes of `key` in `bucket`, or `None` when there is
+    /// no such object. Errors are classified as for [`ObjectStorage::put`].
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, EndpointError> {
+        validate_bucket(bucket)?;
+        let path = validate_key(key)?;
+        let store = self.store(bucket, None).await?;
+        let result = match store.get(&path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(classify(&self.backend, "get", bucket, key, &e)),
+        };
+        match result.bytes().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(classify(&self.backend, "get", bucket, key, &e)),
+        }
+    }
+
+    /// `DeleteObject`: removes `key` from `bucket`. Deleting an object that
+    /// is not there succeeds.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), EndpointError> {
+        validate_bucket(bucket)?;
+        let path = validate_key(key)?;
+        let store = self.store(bucket, None).await?;
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(&self.backend, "delete", bucket, key, &e)),
+        }
+    }
+
+    /// For the directory backend: the bucket's directory (created if
+    /// missing) and the file each of `keys` is kept in, exactly where
+    /// [`ObjectStorage::put`] writes and [`ObjectStorage::get`] reads it.
+    /// `None` for S3. This lets a caller write many objects and make them
+    /// durable together (one file-system sync instead of an fsync per
+    /// object); such a caller must write a staging file `{file}#{n}` and
+    /// rename it, as `put` does, so readers never see a partial object.
+    /// Blocking (it creates and resolves the directory). Keys are
+    /// validated as for `put`.
+    pub fn directory_files(
+        &self,
+        bucket: &str,
+        keys: &[&str],
+    ) -> Result<Option<(PathBuf, Vec<PathBuf>)>, EndpointError> {
+        validate_bucket(bucket)?;
+        let Backend::Directory(root) = &*self.backend else {
+            return Ok(None);
+        };
+        let dir = root.join(bucket);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            EndpointError::Temporary(format!(
+                "cannot create bucket directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+            EndpointError::Temporary(format!(
+                "bucket directory {}: {}",
+                dir.display(),
+                error_chain(&e)
+            ))
+        })?;
+        let files = keys
+            .iter()
+            .map(|key| {
+                let path = validate_key(key)?;
+                store
+                    .path_to_filesystem(&path)
+                    .map_err(|e| classify(&self.backend, "put", bucket, key, &e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((dir, files)))
     }
 
     /// The cached client for `bucket`, made on first use.
@@ -265,12 +342,13 @@ fn validate_key(key: &str) -> Result<Path, EndpointError> {
 /// stay in a `Generic` error whose text holds the status code.
 fn classify(
     backend: &Backend,
+    operation: &str,
     bucket: &str,
     key: &str,
     error: &object_store::Error,
 ) -> EndpointError {
     use object_store::Error as E;
-    let message = format!("put {bucket}/{key}: {}", error_chain(error));
+    let message = format!("{operation} {bucket}/{key}: {}", error_chain(error));
     match error {
         E::NotFound { .. }
         | E::PermissionDenied { .. }
