@@ -298,6 +298,26 @@ pub struct ArchiveFilters {
     pub unless: Option<Vec<ArchiveFilterCondition>>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ArchiveIndexConfig {
+    /// An SQLite database file (relative to the config file).
+    #[serde(rename = "Sqlite")]
+    Sqlite(String),
+    /// Where the PostgreSQL URL (postgres://user:password@host/db) comes from: {Env: ...} or {File: ...}.
+    #[serde(rename = "Postgres")]
+    Postgres(SecretSource),
+}
+
+impl ArchiveIndexConfig {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "Sqlite",
+            Self::Postgres(_) => "Postgres",
+        }
+    }
+}
+
 /// The retention policy for an email archive that specifies how long emails are kept before being automatically deleted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ArchiveRetention {
@@ -340,6 +360,32 @@ impl std::fmt::Display for ArchiveState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Extension: the archive store.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ArchiveStoreConfig {
+    /// The search index.
+    #[serde(rename = "Index", default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<ArchiveIndexConfig>,
+    /// Where message bodies go.
+    #[serde(rename = "Bodies", default, skip_serializing_if = "Option::is_none")]
+    pub bodies: Option<ObjectStorageConfig>,
+    /// The bucket (or, for a directory, the subdirectory) of bodies.
+    #[serde(rename = "Bucket", default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The keys of encryption at rest, by the KmsKeyArn an archive names.
+    #[serde(rename = "Keys", default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<std::collections::BTreeMap<String, SecretSource>>,
+    /// How often expired messages are deleted.
+    #[serde(rename = "RetentionCheckSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub retention_check_seconds: Option<i32>,
+    /// How long an archive removed from the config stays PENDING_DELETION before its messages are deleted.
+    #[serde(rename = "DeletionGraceDays", default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_days: Option<i32>,
+    /// How long a message download link stays valid.
+    #[serde(rename = "DownloadLinkSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub download_link_seconds: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -4604,6 +4650,9 @@ pub struct ServerConfig {
     pub q_business_applications: Option<std::collections::BTreeMap<String, HttpTarget>>,
     #[serde(rename = "Authentication", default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationConfig>,
+    /// Where archives keep their index and message bodies.
+    #[serde(rename = "Archive", default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStoreConfig>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -5141,6 +5190,10 @@ impl Default for ArchiveBooleanToEvaluate {
 
 impl Default for ArchiveFilterCondition {
     fn default() -> Self { Self::StringExpression(Default::default()) }
+}
+
+impl Default for ArchiveIndexConfig {
+    fn default() -> Self { Self::Sqlite(Default::default()) }
 }
 
 impl Default for ArchiveRetention {

@@ -8,12 +8,10 @@
 //! - `outbound/`: the durable outbound queue, its deliveries and DSNs.
 //! - `addons.rs`: the add-on instances (DNS block lists, Rspamd, ClamAV) and their result fields.
 //! - `peers.rs`: the clients and settings actions deliver with, from the config.
-//! - `archive.rs`: the local archive store.
 //! - `trace.rs`: the message trace.
 
 pub mod actions;
 pub mod addons;
-pub mod archive;
 pub mod outbound;
 pub mod peers;
 pub mod process;

@@ -45,6 +45,8 @@ pub struct Peers {
     /// SPF, DKIM, DMARC and ARC; None when Server.Authentication.Enabled is false.
     pub auth: Option<postern_auth::Authenticator>,
     pub addons: std::sync::Arc<crate::addons::Addons>,
+    /// Keys of encryption at rest, by the KmsKeyArn archives name.
+    pub archive_keys: HashMap<String, postern_archive::EncryptionKey>,
 }
 
 /// The value of a secret, from where `Server.Secrets` says.
@@ -197,56 +199,17 @@ impl Peers {
             None
         };
         let addons = crate::addons::Addons::build(config, &nameservers, &mut problems);
+        let archive_keys = archive_keys(config, &mut problems);
         check_analysis(config, &addons, &mut problems);
 
-        let objects = match &server.object_storage {
-            None => Some(ObjectStorage::directory(data_dir.join("s3"))),
-            Some(ObjectStorageConfig::Directory(dir)) => {
-                Some(ObjectStorage::directory(base(config).join(dir)))
-            }
-            Some(ObjectStorageConfig::S3(s3)) => {
-                let key = |source: &Option<SecretSource>, env: &str, field: &str| {
-                    match source {
-                    Some(source) => read_secret(config, source)
-                        .map_err(|e| format!("Server.ObjectStorage.S3.{field}: {e}")),
-                    None => std::env::var(env).map_err(|_| {
-                        format!("Server.ObjectStorage.S3.{field}: not given, and the environment variable {env} is not set")
-                    }),
+        let objects =
+            match object_storage(config, server.object_storage.as_ref(), &data_dir.join("s3")) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    problems.push(format!("Server.ObjectStorage{e}"));
+                    None
                 }
-                };
-                match (
-                    key(&s3.access_key_id, "AWS_ACCESS_KEY_ID", "AccessKeyId"),
-                    key(
-                        &s3.secret_access_key,
-                        "AWS_SECRET_ACCESS_KEY",
-                        "SecretAccessKey",
-                    ),
-                ) {
-                    (Ok(access_key_id), Ok(secret_access_key)) => {
-                        Some(ObjectStorage::s3(S3Settings {
-                            allow_http: s3
-                                .endpoint
-                                .as_deref()
-                                .is_some_and(|e| e.starts_with("http://")),
-                            endpoint: s3.endpoint.clone(),
-                            region: s3
-                                .region
-                                .clone()
-                                .or(server.region.clone())
-                                .unwrap_or_else(|| "us-east-1".into()),
-                            access_key_id,
-                            secret_access_key,
-                            virtual_hosted_style: s3.virtual_hosted_style.unwrap_or(false),
-                        }))
-                    }
-                    (a, b) => {
-                        problems.extend(a.err());
-                        problems.extend(b.err());
-                        None
-                    }
-                }
-            }
-        };
+            };
 
         let http = Http::new(Duration::from_secs(30), extra_roots.clone());
 
@@ -341,10 +304,110 @@ impl Peers {
                 relay_credentials,
                 auth,
                 addons: std::sync::Arc::new(addons),
+                archive_keys,
             }),
             _ => Err(problems),
         }
     }
+}
+
+/// Object storage as an `ObjectStorageConfig` describes it; `default_dir`
+/// when none is given. An error starts with the member path below the
+/// config's own field (`.S3.AccessKeyId: ...`).
+pub fn object_storage(
+    config: &ValidatedConfig,
+    storage: Option<&ObjectStorageConfig>,
+    default_dir: &Path,
+) -> Result<ObjectStorage, String> {
+    let server = config.config.server.clone().unwrap_or_default();
+    match storage {
+        None => Ok(ObjectStorage::directory(default_dir.to_path_buf())),
+        Some(ObjectStorageConfig::Directory(dir)) => {
+            Ok(ObjectStorage::directory(base(config).join(dir)))
+        }
+        Some(ObjectStorageConfig::S3(s3)) => {
+            let key = |source: &Option<SecretSource>, env: &str, field: &str| match source {
+                Some(source) => {
+                    read_secret(config, source).map_err(|e| format!(".S3.{field}: {e}"))
+                }
+                None => std::env::var(env).map_err(|_| {
+                    format!(".S3.{field}: not given, and the environment variable {env} is not set")
+                }),
+            };
+            let access_key_id = key(&s3.access_key_id, "AWS_ACCESS_KEY_ID", "AccessKeyId")?;
+            let secret_access_key = key(
+                &s3.secret_access_key,
+                "AWS_SECRET_ACCESS_KEY",
+                "SecretAccessKey",
+            )?;
+            Ok(ObjectStorage::s3(S3Settings {
+                allow_http: s3
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+                endpoint: s3.endpoint.clone(),
+                region: s3
+                    .region
+                    .clone()
+                    .or(server.region.clone())
+                    .unwrap_or_else(|| "us-east-1".into()),
+                access_key_id,
+                secret_access_key,
+                virtual_hosted_style: s3.virtual_hosted_style.unwrap_or(false),
+            }))
+        }
+    }
+}
+
+impl Peers {
+    /// The archive keys that can be read (errors are reported by `build`).
+    pub fn archive_keys_of(config: &ValidatedConfig) -> Vec<postern_archive::EncryptionKey> {
+        archive_keys(config, &mut Vec::new())
+            .into_values()
+            .collect()
+    }
+}
+
+/// The keys under Server.Archive.Keys (64 hex characters each), and every
+/// archive's KmsKeyArn must have one.
+fn archive_keys(
+    config: &ValidatedConfig,
+    problems: &mut Vec<String>,
+) -> HashMap<String, postern_archive::EncryptionKey> {
+    let server = config.config.server.clone().unwrap_or_default();
+    let mut keys = HashMap::new();
+    for (arn, source) in server.archive.and_then(|a| a.keys).unwrap_or_default() {
+        let key = read_secret(config, &source).and_then(|hex| {
+            let hex = hex.trim();
+            let bytes: Option<Vec<u8>> = (hex.len() == 64)
+                .then(|| {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            let bytes: [u8; 32] = bytes
+                .and_then(|b| b.try_into().ok())
+                .ok_or("the key is not 64 hexadecimal characters (32 bytes)")?;
+            Ok(postern_archive::EncryptionKey::from_bytes(&arn, &bytes))
+        });
+        match key {
+            Ok(k) => {
+                keys.insert(arn, k);
+            }
+            Err(e) => problems.push(format!("Server.Archive.Keys[{arn}]: {e}")),
+        }
+    }
+    for (i, (_, archive)) in config.archives().enumerate() {
+        if let Some(arn) = &archive.kms_key_arn
+            && !keys.contains_key(arn)
+        {
+            problems.push(format!(
+                "Archives[{i}].KmsKeyArn: {arn} has no key under Server.Archive.Keys (a 32-byte key, in hex, from Env or File)"
+            ));
+        }
+    }
+    keys
 }
 
 /// Every Analysis condition must name a result field its add-on has, and

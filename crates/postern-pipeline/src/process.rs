@@ -10,7 +10,6 @@
 
 use crate::Runtime;
 use crate::actions::{self, Failure};
-use crate::archive::ArchiveStore;
 use crate::outbound::Outbound;
 use crate::received::received;
 use crate::trace::{ActionTrace, RecipientTrace, RuleTrace, TraceLog, TraceRecord, now};
@@ -48,7 +47,7 @@ impl std::fmt::Display for Deferred {
 
 pub struct Context {
     pub spool: Spool,
-    pub archives: ArchiveStore,
+    pub archive: postern_archive::Archive,
     pub trace: Arc<TraceLog>,
     pub outbound: Arc<Outbound>,
 }
@@ -301,9 +300,15 @@ pub async fn process(
                 _ => {
                     // Decided in execution order, done or not, so a rerun
                     // after a crash names every copy as the first run did.
-                    let first = *stored_as
-                        .entry(format!("{kind}:{target}"))
-                        .or_insert((g, a.rule, a.action));
+                    // Archived message ids are unique across archives:
+                    // only the first Archive of a message, in any archive,
+                    // takes the queue id.
+                    let place = if matches!(action, RuleAction::Archive(_)) {
+                        kind.to_string()
+                    } else {
+                        format!("{kind}:{target}")
+                    };
+                    let first = *stored_as.entry(place).or_insert((g, a.rule, a.action));
                     let object_name = if first == (g, a.rule, a.action) {
                         id.to_string()
                     } else {

@@ -4,6 +4,7 @@
 //! - `cmd/serve.rs`, `server/`: `postern serve`, the gateway.
 //! - `cmd/check.rs`: `postern check`, validate a config.
 //! - `cmd/test.rs`: `postern test`, run rule test files.
+//! - `cmd/archive.rs`: `postern archive search|get|export`.
 //! - `rule_test/`: the rule test runner (`case.rs` turns a case into engine
 //!   inputs, `outcome.rs` runs it and compares, `junit.rs` writes reports).
 
@@ -27,6 +28,7 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     Check(cmd::check::CheckArgs),
     Test(cmd::test::TestArgs),
+    Archive(cmd::archive::ArchiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Test(args) => cmd::test::run(args),
+        Command::Archive(args) => cmd::archive::run(args),
     }
 }

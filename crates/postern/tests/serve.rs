@@ -170,6 +170,8 @@ impl Server {
     /// Writes `config` to `<dir>/postern.yaml` and starts the server on it.
     fn start(dir: &Path, config: &Config) -> Server {
         std::fs::write(dir.join("postern.yaml"), config.render()).unwrap();
+        // What `archive_get` reads: tests later rewrite postern.yaml.
+        std::fs::write(dir.join("archive-cli.yaml"), config.render()).unwrap();
         Server::run(dir, config)
     }
 
@@ -546,8 +548,8 @@ fn archived(data: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// Waits for the message `id` in the archive and returns its bytes. Checks
-/// its place (`archives/<archive id>/YYYY/MM/DD/<id>.eml`) and the `.json`
-/// beside it.
+/// its place (`archives/<archive id>/YYYY/MM/DD/<id>.eml`) and that the
+/// archive's index knows it (`postern archive get`).
 fn wait_archived(data: &Path, id: &str) -> Vec<u8> {
     let path = wait_for(&format!("message {id} in the archive"), || {
         archived(data)
@@ -570,10 +572,34 @@ fn wait_archived(data: &Path, id: &str) -> Vec<u8> {
             path.display()
         );
     }
-    let json: Value =
-        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
-    assert_eq!(json["ArchivedMessageId"], id, "{json}");
+    let json = wait_for(&format!("message {id} in the archive index"), || {
+        archive_get(data, id)
+    });
+    assert!(json["Envelope"]["To"].is_array(), "{json}");
+    assert!(
+        json["MessageDownloadLink"]
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("/archive/messages/{id}?"))),
+        "{json}"
+    );
     std::fs::read(&path).unwrap()
+}
+
+/// `postern archive get ID` beside the server whose data directory is
+/// `data` (its config is `postern.yaml` beside `data`, or the embedded
+/// default); None until the index has the message.
+fn archive_get(data: &Path, id: &str) -> Option<Value> {
+    let dir = data.parent().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+    command.arg("archive");
+    if dir.join("archive-cli.yaml").exists() {
+        command.arg("-c").arg(dir.join("archive-cli.yaml"));
+    }
+    let output = command.args(["get", id]).current_dir(dir).output().unwrap();
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).unwrap())
 }
 
 /// The archived message without the two header fields this gateway adds
@@ -995,18 +1021,9 @@ fn traffic_policy_decides_each_recipient() {
         recipients[0]["Traffic"], "ALLOW by PolicyStatements[0] of inbound",
         "{trace}"
     );
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(
-            archived(&server.data)
-                .into_iter()
-                .find(|(q, _)| *q == id)
-                .unwrap()
-                .1
-                .with_extension("json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let meta: Value = wait_for("the message in the archive index", || {
+        archive_get(&server.data, &id)
+    });
     assert_eq!(
         meta["Envelope"]["To"],
         serde_json::json!(["ok@example.com"]),

@@ -58,29 +58,14 @@ fn archived_with_subject(server: &Server, subject: &str) -> Vec<(Vec<u8>, Value)
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or(eml.len());
         if contains(&eml[..end + 2], &needle) {
-            let json = find_json(&server.data, &stem);
+            // Bodies are written before the index: wait for its row.
+            let json = wait_for(&format!("{stem} in the archive index"), || {
+                server.archive_get(&stem)
+            });
             out.push((eml, json));
         }
     }
     out
-}
-
-fn find_json(data: &Path, stem: &str) -> Value {
-    fn walk(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
-        for entry in std::fs::read_dir(dir).ok()?.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                if let Some(found) = walk(&p, name) {
-                    return Some(found);
-                }
-            } else if p.file_name().is_some_and(|n| n == name) {
-                return Some(p);
-            }
-        }
-        None
-    }
-    let path = walk(&data.join("archives"), &format!("{stem}.json")).expect("archive metadata");
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn wait_subject(server: &Server, subject: &str, n: usize) -> Vec<(Vec<u8>, Value)> {
@@ -489,8 +474,9 @@ fn queued_deliveries_survive_sigkill_without_loss_or_duplicates() {
             &message(&format!("kill-{i}")),
         );
     }
-    wait_for("every delivery deferred once", || {
-        (gw.log().matches("delivery deferred").count() >= N).then_some(())
+    wait_for("every message's job queued and deferred", || {
+        (outbound_jobs(&gw.data) == N && gw.log().matches("delivery deferred").count() >= N)
+            .then_some(())
     });
     gw.kill();
     assert_eq!(outbound_jobs(&gw.data), N, "every job is on disk");

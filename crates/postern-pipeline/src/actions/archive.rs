@@ -1,8 +1,9 @@
-//! Archive: the message (with the headers rules added) into a local
-//! archive (archive.rs in this crate).
+//! Archive: the message (with the headers rules added) into an archive of
+//! the archive store (postern-archive): the body to object storage or a
+//! file, its metadata to the search index. Storing the same message again
+//! (a rerun after a crash) changes nothing.
 
 use super::{Failure, Input};
-use crate::archive::{ArchivedMeta, EnvelopeMeta};
 use postern_model::{ArchiveAction, ResourceKind};
 use std::time::Duration;
 
@@ -14,49 +15,64 @@ pub async fn run(
     archived_id: &str,
 ) -> Result<String, Failure> {
     let target = &action.target_archive;
-    let archive = input
-        .runtime
-        .config
+    let config = &input.runtime.config;
+    let identity = config
         .resolve(ResourceKind::Archive, target)
         .ok_or_else(|| Failure::Failed(format!("archive {target} is not in the running config")))?
         .clone();
-    let rule_set_arn = input
+    let archive_config = config
+        .archives()
+        .find(|(i, _)| i.id == identity.id)
+        .map(|(_, a)| a.clone());
+    let key = match archive_config
+        .as_ref()
+        .and_then(|a| a.kms_key_arn.as_deref())
+    {
+        Some(arn) => Some(input.runtime.peers.archive_keys.get(arn).ok_or_else(|| {
+            Failure::Failed(format!("no key for {arn} under Server.Archive.Keys"))
+        })?),
+        None => None,
+    };
+    let binding = input
         .runtime
         .engine
-        .ingress_point(&input.meta.ingress_point.id)
-        .map(|b| b.rule_set.arn.clone())
+        .ingress_point(&input.meta.ingress_point.id);
+    let (traffic_policy_id, rule_set_id, rule_set_arn) = binding
+        .map(|b| {
+            (
+                b.policy.id.clone(),
+                b.rule_set.id.clone(),
+                b.rule_set.arn.clone(),
+            )
+        })
         .unwrap_or_default();
-    let mut attempt = 0;
+    let meta = input.meta;
+    let received =
+        time::OffsetDateTime::from_unix_timestamp_nanos((meta.received_at * 1e9) as i128)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let item = postern_archive::StoreItem {
+        archive_id: &identity.id,
+        archived_message_id: archived_id,
+        received,
+        ingress_point_id: &meta.ingress_point.id,
+        traffic_policy_id: &traffic_policy_id,
+        rule_set_id: &rule_set_id,
+        sender_hostname: meta.sender_hostname.as_deref(),
+        sender_ip: &meta.sender_ip,
+        tls_protocol: meta.tls.as_ref().map(|t| t.protocol.as_str()),
+        tls_cipher_suite: meta.tls.as_ref().map(|t| t.cipher.as_str()),
+        envelope_helo: &meta.helo,
+        envelope_from: &meta.mail_from,
+        envelope_to: input.recipients,
+        source_arn: &rule_set_arn,
+        message: input.message,
+        encryption: key,
+    };
+    let mut attempt = 0u64;
     loop {
         attempt += 1;
-        let (ctx, id, meta, recipients, message, archive_id, source) = (
-            input.ctx.clone(),
-            archived_id.to_string(),
-            input.meta.clone(),
-            input.recipients.to_vec(),
-            input.message.to_vec(),
-            archive.id.clone(),
-            rule_set_arn.clone(),
-        );
-        let result = tokio::task::spawn_blocking(move || {
-            let archived = ArchivedMeta {
-                archived_message_id: &id,
-                received_timestamp: meta.received_at,
-                ingress_point_id: &meta.ingress_point.id,
-                sender_ip_address: &meta.sender_ip,
-                envelope: EnvelopeMeta {
-                    helo: &meta.helo,
-                    from: &meta.mail_from,
-                    to: recipients.iter().map(String::as_str).collect(),
-                },
-                source_arn: &source,
-            };
-            ctx.archives.store(&archive_id, &archived, &message)
-        })
-        .await
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-        match result {
-            Ok(_) => return Ok(format!("archived in {}", archive.name)),
+        match input.ctx.archive.store(&item).await {
+            Ok(()) => return Ok(format!("archived in {}", identity.name)),
             Err(e) if attempt < 3 => {
                 tracing::warn!(error = %e, attempt, "archive write failed, retrying");
                 tokio::time::sleep(Duration::from_millis(200 * attempt)).await;

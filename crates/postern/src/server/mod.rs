@@ -2,8 +2,9 @@
 //! spool, the pipeline, the HTTP port; SIGHUP reloads the config, SIGTERM
 //! and SIGINT stop it gracefully.
 
+pub mod archive;
 mod http;
-mod runtime;
+pub mod runtime;
 mod store;
 
 use arc_swap::ArcSwap;
@@ -41,6 +42,20 @@ pub async fn run(source: Source) -> Result<(), String> {
     }
     metrics::gauge!("postern_spool_depth").set(spool.depth() as f64);
 
+    let archive = archive::open(&runtime.config, &data_dir).await?;
+    let archive_settings = runtime
+        .config
+        .config
+        .server
+        .clone()
+        .unwrap_or_default()
+        .archive
+        .unwrap_or_default();
+    let links = archive::Links::open(
+        &data_dir,
+        format!("http://{}", settings.http_listen),
+        std::time::Duration::from_secs(archive_settings.download_link_seconds.unwrap_or(900) as u64),
+    )?;
     let trace = Arc::new(postern_pipeline::trace::TraceLog::new(&data_dir));
     let outbound_dir = data_dir.join("outbound");
     let outbound =
@@ -61,7 +76,7 @@ pub async fn run(source: Source) -> Result<(), String> {
     let pipeline = Arc::new(postern_pipeline::Pipeline {
         context: Arc::new(postern_pipeline::Context {
             spool: spool.clone(),
-            archives: postern_pipeline::archive::ArchiveStore::new(&data_dir),
+            archive: archive.clone(),
             trace,
             outbound: outbound.clone(),
         }),
@@ -75,6 +90,14 @@ pub async fn run(source: Source) -> Result<(), String> {
         stop,
     ));
     let deliveries = tokio::spawn(outbound.run(pipeline.runtime.clone(), stop_tx.subscribe()));
+    let retention = tokio::spawn(archive::retention(
+        archive.clone(),
+        pipeline.runtime.clone(),
+        std::time::Duration::from_secs(
+            archive_settings.retention_check_seconds.unwrap_or(3600) as u64
+        ),
+        stop_tx.subscribe(),
+    ));
     {
         let queue = queue_tx.clone();
         tokio::spawn(async move {
@@ -131,7 +154,13 @@ pub async fn run(source: Source) -> Result<(), String> {
     let http_listener = tokio::net::TcpListener::bind(http_address)
         .await
         .map_err(|e| format!("cannot listen on {http_address} (HTTP): {e}"))?;
-    let mut http = tokio::spawn(http::serve(http_listener, recorder, shutdown.clone()));
+    let mut http = tokio::spawn(http::serve(
+        http_listener,
+        recorder,
+        archive.clone(),
+        links.clone(),
+        shutdown.clone(),
+    ));
     // Signals are handled before the server says it is ready.
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -177,6 +206,7 @@ pub async fn run(source: Source) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(settings.grace, workers).await;
     deliveries.abort();
+    retention.abort();
     tracing::info!(
         spool = spool.depth(),
         "stopped; messages left in the spool are processed at the next start"

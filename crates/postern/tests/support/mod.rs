@@ -175,6 +175,21 @@ impl Server {
     pub fn archived(&self) -> Vec<(String, Vec<u8>)> {
         archived(&self.data)
     }
+
+    /// `postern archive get ID` on this server's archive: GetArchiveMessage's
+    /// response (link, Metadata, Envelope); None until the index has it.
+    pub fn archive_get(&self, id: &str) -> Option<Value> {
+        let output = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(["archive", "-c"])
+            .arg(self.dir.join("postern.yaml"))
+            .args(["get", id])
+            .output()
+            .unwrap();
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&output.stdout).unwrap())
+    }
 }
 
 impl Drop for Server {
