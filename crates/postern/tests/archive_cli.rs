@@ -165,3 +165,64 @@ Archives:\n  - ArchiveName: compliance\n    Retention: {{RetentionPeriod: SEVEN_
             .unwrap();
     assert_eq!(row["Subject"], "Invoice 42");
 }
+
+/// An archive removed from the config is PENDING_DELETION, then (grace
+/// period 0 here) its messages are deleted.
+#[test]
+fn an_archive_removed_from_the_config_is_deleted_after_its_grace_period() {
+    let dir = TempDir::new("archive-delete");
+    let ports = free_ports(2);
+    let config = |with_old: bool| {
+        let (rules, archives) = if with_old {
+            (
+                "          - Archive: {TargetArchive: old}\n",
+                "  - ArchiveName: old\n",
+            )
+        } else {
+            ("", "")
+        };
+        format!(
+            "Server:\n  DataDir: {data}\n  HttpListen: 127.0.0.1:{http}\n  Authentication: {{Enabled: false}}\n  Archive: {{RetentionCheckSeconds: 1, DeletionGraceDays: 0}}\n\
+TrafficPolicies:\n  - TrafficPolicyName: all\n    DefaultAction: ALLOW\n    PolicyStatements: []\n\
+RuleSets:\n  - RuleSetName: main\n    Rules:\n      - Name: keep\n        Actions:\n          - Archive: {{TargetArchive: kept}}\n{rules}\
+IngressPoints:\n  - IngressPointName: gateway\n    Type: OPEN\n    TrafficPolicyId: all\n    RuleSetId: main\n    Listen: [\"127.0.0.1:{smtp}\"]\n\
+Archives:\n  - ArchiveName: kept\n{archives}",
+            data = dir.path().join("data").display(),
+            http = ports[1],
+            smtp = ports[0],
+        )
+    };
+    let gw = Server::start(dir.path(), ports[0], &config(true));
+    let id = gw.send("a@x.test", &["b@y.test"], "Subject: twice\r\n\r\nbody\r\n");
+    // Two copies: the first under the queue id, the other named by the action.
+    let second = format!("{id}-0-1");
+    for i in [&id, &second] {
+        wait_for(&format!("{i} indexed"), || gw.archive_get(i));
+    }
+    let files = || {
+        gw.archived()
+            .into_iter()
+            .filter(|(stem, _)| stem == &id || stem == &second)
+            .count()
+    };
+    assert_eq!(files(), 2);
+
+    std::fs::write(dir.path().join("postern.yaml"), config(false)).unwrap();
+    let pid = gw.child.id();
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_for("the removed archive's message deleted", || {
+        (files() == 1).then_some(())
+    });
+    assert!(
+        gw.archive_get(&id).is_some(),
+        "the archive still in the config keeps its copy"
+    );
+    assert!(gw.archive_get(&second).is_none());
+    let states: Value =
+        serde_json::from_slice(&std::fs::read(gw.data.join("state/archives.json")).unwrap())
+            .unwrap();
+    assert_eq!(states["Archives"].as_object().unwrap().len(), 1, "{states}");
+}

@@ -50,17 +50,114 @@ pub async fn open(config: &ValidatedConfig, data_dir: &Path) -> Result<Archive, 
     .map_err(|e| format!("archive store: {e}"))
 }
 
-/// Deletes messages past their archive's retention, every `interval`,
-/// under the config running at the time.
+/// Archives the store has seen, and whether they are still in the config:
+/// an archive that leaves the config is PENDING_DELETION for the grace
+/// period, then its messages are deleted; one that comes back before is
+/// ACTIVE again with everything kept. Kept in `DataDir/state/archives.json`.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Lifecycle {
+    /// By archive id.
+    pub archives: std::collections::BTreeMap<String, ArchiveState>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ArchiveState {
+    pub name: String,
+    /// ACTIVE or PENDING_DELETION.
+    pub state: String,
+    /// When it entered PENDING_DELETION (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+}
+
+impl Lifecycle {
+    /// Brings the states up to date with the archives of the config (`ids`
+    /// with their names) at `now`; returns the ids whose grace period is
+    /// over, to be purged (and then forgotten with `forget`).
+    pub fn update(&mut self, ids: &[(String, String)], now: i64, grace_days: i64) -> Vec<String> {
+        for (id, name) in ids {
+            self.archives.insert(
+                id.clone(),
+                ArchiveState {
+                    name: name.clone(),
+                    state: "ACTIVE".into(),
+                    since: None,
+                },
+            );
+        }
+        let mut due = Vec::new();
+        for (id, state) in self.archives.iter_mut() {
+            if ids.iter().any(|(i, _)| i == id) {
+                continue;
+            }
+            if state.state != "PENDING_DELETION" {
+                state.state = "PENDING_DELETION".into();
+                state.since = Some(now);
+                tracing::warn!(archive = %state.name, id = %id, grace_days, "archive left the config: PENDING_DELETION; its messages are deleted when the grace period ends unless it comes back");
+            }
+            if now - state.since.unwrap_or(now) >= grace_days * 86_400 {
+                due.push(id.clone());
+            }
+        }
+        due
+    }
+
+    pub fn forget(&mut self, id: &str) {
+        self.archives.remove(id);
+    }
+
+    pub fn load(data_dir: &Path) -> Lifecycle {
+        std::fs::read(data_dir.join("state").join("archives.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        let dir = data_dir.join("state");
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join("archives.json.tmp");
+        let data = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        write_private(&tmp, &data)?;
+        std::fs::rename(&tmp, dir.join("archives.json"))?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+}
+
+/// Deletes messages past their archive's retention, and archives whose
+/// deletion grace period is over, every `interval`, under the config
+/// running at the time.
 pub async fn retention(
     archive: Archive,
     runtime: Arc<arc_swap::ArcSwap<postern_pipeline::Runtime>>,
+    data_dir: PathBuf,
     interval: Duration,
+    grace_days: i64,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut lifecycle = Lifecycle::load(&data_dir);
     loop {
         let config = runtime.load_full();
         let now = time::OffsetDateTime::now_utc();
+        let ids: Vec<(String, String)> = config
+            .config
+            .archives()
+            .map(|(i, _)| (i.id.clone(), i.name.clone()))
+            .collect();
+        for id in lifecycle.update(&ids, now.unix_timestamp(), grace_days) {
+            match archive.purge(&id).await {
+                Ok(n) => {
+                    tracing::info!(archive = %id, messages = n, "deleted archive");
+                    lifecycle.forget(&id);
+                }
+                Err(e) => tracing::warn!(archive = %id, error = %e, "archive could not be deleted"),
+            }
+        }
+        if let Err(e) = lifecycle.save(&data_dir) {
+            tracing::warn!(error = %e, "archive states could not be saved");
+        }
         for (identity, item) in config.config.archives() {
             let Some(ArchiveRetention::RetentionPeriod(period)) = item.retention else {
                 continue;
@@ -175,6 +272,32 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_that_leaves_the_config_is_deleted_after_the_grace_period() {
+        let day = 86_400;
+        let mut l = Lifecycle::default();
+        let both = vec![
+            ("a-1".to_string(), "keep".to_string()),
+            ("a-2".to_string(), "old".to_string()),
+        ];
+        assert!(l.update(&both, 0, 30).is_empty());
+        let one = vec![("a-1".to_string(), "keep".to_string())];
+        assert!(l.update(&one, day, 30).is_empty());
+        assert_eq!(l.archives["a-2"].state, "PENDING_DELETION");
+        assert!(l.update(&one, 30 * day, 30).is_empty(), "29 days in");
+        // Back before the end: active again, nothing deleted.
+        assert!(l.update(&both, 30 * day, 30).is_empty());
+        assert_eq!(l.archives["a-2"].state, "ACTIVE");
+        assert!(l.update(&one, 31 * day, 30).is_empty());
+        assert_eq!(l.update(&one, 61 * day, 30), vec!["a-2".to_string()]);
+        l.forget("a-2");
+        assert_eq!(l.archives.len(), 1);
+        // Grace 0: deleted at the first look.
+        let mut l = Lifecycle::default();
+        l.update(&both, 0, 0);
+        assert_eq!(l.update(&one, 1, 0), vec!["a-2".to_string()]);
+    }
 
     #[test]
     fn links_expire_and_cannot_be_altered() {

@@ -93,9 +93,11 @@ pub async fn run(source: Source) -> Result<(), String> {
     let retention = tokio::spawn(archive::retention(
         archive.clone(),
         pipeline.runtime.clone(),
+        data_dir.clone(),
         std::time::Duration::from_secs(
             archive_settings.retention_check_seconds.unwrap_or(3600) as u64
         ),
+        i64::from(archive_settings.deletion_grace_days.unwrap_or(30)),
         stop_tx.subscribe(),
     ));
     {
