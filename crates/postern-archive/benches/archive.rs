@@ -296,7 +296,7 @@ async fn run(n: u64, batch: usize, writers: usize, dir: &Path) {
     let span = Duration::days(90);
     let start = end - span;
     println!(
-        "postern-archive bench: {n} messages over 90 days, batches of {batch}, {writers} concurrent writers, SQLite (WAL, synchronous=NORMAL) + directory bodies (fsync'd), in {}",
+        "postern-archive bench: {n} messages over 90 days, batches of {batch}, {writers} concurrent writers, SQLite (WAL, synchronous=NORMAL) + directory bodies (durable before indexing: one syncfs per batch), in {}",
         dir.display()
     );
     // A generator thread feeds batches through a bounded channel to

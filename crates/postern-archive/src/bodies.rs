@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 /// Threads writing a batch's files.
-const WRITE_THREADS: usize = 4;
+const WRITE_THREADS: usize = 2;
 
 /// Writes `objects` (file, bytes) under `bucket_dir` and makes them
 /// durable. Blocking.
@@ -46,18 +46,18 @@ pub(crate) fn write_durably(bucket_dir: &Path, objects: &[(PathBuf, Bytes)]) -> 
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err("a body writer panicked".into())))
-            .collect::<Result<(), String>>()
+        // Every writer finishes (the scope joins them) before this returns.
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err("a body writer panicked".into()))
+        })
     })?;
     sync(&bucket, bucket_dir, objects)
 }
 
 #[cfg(target_os = "linux")]
 fn sync(bucket: &File, bucket_dir: &Path, _objects: &[(PathBuf, Bytes)]) -> Result<(), String> {
-    rustix::fs::syncfs(bucket)
-        .map_err(|e| format!("syncfs of {}: {e}", bucket_dir.display()))
+    rustix::fs::syncfs(bucket).map_err(|e| format!("syncfs of {}: {e}", bucket_dir.display()))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -89,7 +89,11 @@ fn write_one(file: &Path, bytes: &[u8], sync_each: bool) -> Result<(), String> {
         let mut staging = file.as_os_str().to_owned();
         staging.push(format!("#{n}"));
         let staging = PathBuf::from(staging);
-        match OpenOptions::new().write(true).create_new(true).open(&staging) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+        {
             Ok(out) => break (out, staging),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
             Err(e) if e.kind() == ErrorKind::NotFound && !created => {

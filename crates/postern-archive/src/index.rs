@@ -1,7 +1,7 @@
 //! The index: one `messages` row per archived message, in SQLite or
 //! PostgreSQL, and its full-text words.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! `messages` holds, per message: `archived_message_id` (unique),
 //! `archive_id`, `received_us` (microseconds since the epoch), the ids and
@@ -15,7 +15,8 @@
 //! absent header is `''`; envelope recipients joined with `\n`).
 //! The time window is served by the index `messages_window (archive_id,
 //! received_us, archived_message_id)`, which also gives the newest-first
-//! order.
+//! order; in SQLite (version 2) it also holds the search columns and
+//! `has_attachments` (see [`SQLITE_V2`]).
 //!
 //! Full text: SQLite has `seq INTEGER PRIMARY KEY` in `messages` and a
 //! contentless FTS5 table `messages_fts(words)` with `rowid = seq`
@@ -179,10 +180,35 @@ const POSTGRES_V1: &[&str] = &[
     "CREATE INDEX messages_words ON messages USING GIN (words)",
 ];
 
+/// Version 2, SQLite: the window index also holds the search columns, so a
+/// `CONTAINS` filter is tested on index entries, read in order, instead of
+/// fetching each row of the window from the table (a random seek per row):
+/// about 3-4 times faster, for about 210 more bytes per message. Separate
+/// narrow indexes `(archive_id, received_us, column)` do not help: the
+/// planner sees them tie with the window index and keeps the latter.
+const SQLITE_V2: &[&str] = &[
+    "DROP INDEX messages_window",
+    "CREATE INDEX messages_window ON messages (archive_id, received_us, archived_message_id, \
+     s_env_from, s_from, s_to, s_subject, s_cc, s_env_to, has_attachments)",
+];
+
+/// Version 2, PostgreSQL: nothing. A B-tree entry is limited to about
+/// 2.7 KB, and header text is unbounded (a `To` of a few hundred
+/// recipients), so the search columns cannot go into an index without
+/// making such a message fail to store.
+const POSTGRES_V2: &[&str] = &[];
+
 /// Each migration: version, description, SQLite statements, PostgreSQL
 /// statements. Append only.
-const MIGRATIONS: &[(i64, &str, &[&str], &[&str])] =
-    &[(1, "messages and full text", SQLITE_V1, POSTGRES_V1)];
+const MIGRATIONS: &[(i64, &str, &[&str], &[&str])] = &[
+    (1, "messages and full text", SQLITE_V1, POSTGRES_V1),
+    (
+        2,
+        "search columns in the window index (SQLite)",
+        SQLITE_V2,
+        POSTGRES_V2,
+    ),
+];
 
 /// The columns every read selects, in this order.
 pub(crate) const COLUMNS: &str = "archived_message_id, archive_id, received_us, ingress_point_id, \
@@ -200,6 +226,9 @@ const INSERT_COLUMNS: &str = "archived_message_id, archive_id, received_us, ingr
     has_attachments, malformed, size, body_key, key_id, s_to, s_from, s_cc, s_subject, s_env_from, \
     s_env_to";
 const INSERT_COUNT: usize = 36;
+/// Rows per SQLite `INSERT` statement (36 parameters each; SQLite allows
+/// 32,766 parameters).
+const SQLITE_ROWS_PER_INSERT: usize = 100;
 
 /// A row as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -472,9 +501,13 @@ impl Db {
     ) -> Result<std::collections::HashMap<String, String>, ArchiveError> {
         let mut owners = std::collections::HashMap::new();
         for chunk in ids.chunks(500) {
+            // SQLite: `?` (see `insert`).
+            let list = match self {
+                Db::Sqlite(..) => vec!["?"; chunk.len()].join(", "),
+                Db::Postgres(_) => placeholders(1, chunk.len()),
+            };
             let sql = format!(
-                "SELECT archived_message_id, archive_id FROM messages WHERE archived_message_id IN ({})",
-                placeholders(1, chunk.len())
+                "SELECT archived_message_id, archive_id FROM messages WHERE archived_message_id IN ({list})"
             );
             let values: Vec<Value> = chunk
                 .iter()
@@ -500,25 +533,49 @@ impl Db {
         }
         match self {
             Db::Sqlite(pool, writer) => {
+                // Many rows per statement: fewer round trips to sqlx's
+                // connection thread.
                 let _writer = writer.lock().await;
-                let sql = format!(
-                    "INSERT INTO messages ({INSERT_COLUMNS}) VALUES ({}) \
-                     ON CONFLICT (archived_message_id) DO NOTHING RETURNING seq",
-                    placeholders(1, INSERT_COUNT)
-                );
                 let mut tx = pool.begin().await?;
-                for row in rows {
-                    let inserted = bind_all(sqlx::query(&sql), &row.values())
-                        .fetch_optional(&mut *tx)
+                for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                    // `?`, not `$n`: sqlx looks each `$n` up by name, and
+                    // SQLite finds a name by scanning the list of them, so
+                    // a statement of n `$n` costs n² (15% of the ingest CPU).
+                    let tuple = format!("({})", vec!["?"; INSERT_COUNT].join(", "));
+                    let tuples = vec![tuple; chunk.len()];
+                    let sql = format!(
+                        "INSERT INTO messages ({INSERT_COLUMNS}) VALUES {} \
+                         ON CONFLICT (archived_message_id) DO NOTHING \
+                         RETURNING seq, archived_message_id",
+                        tuples.join(", ")
+                    );
+                    let values: Vec<Value> = chunk.iter().flat_map(NewRow::values).collect();
+                    let inserted = bind_all(sqlx::query(&sql), &values)
+                        .fetch_all(&mut *tx)
                         .await?;
-                    if let Some(inserted) = inserted {
-                        let seq: i64 = inserted.try_get("seq")?;
-                        sqlx::query("INSERT INTO messages_fts (rowid, words) VALUES ($1, $2)")
-                            .bind(seq)
-                            .bind(row.words.clone())
-                            .execute(&mut *tx)
-                            .await?;
+                    if inserted.is_empty() {
+                        continue;
                     }
+                    let words: std::collections::HashMap<&str, &str> = chunk
+                        .iter()
+                        .map(|r| (r.stored.archived_message_id.as_str(), r.words.as_str()))
+                        .collect();
+                    let mut values = Vec::with_capacity(inserted.len() * 2);
+                    for row in &inserted {
+                        let id: String = row.try_get("archived_message_id")?;
+                        values.push(Value::Int(row.try_get("seq")?));
+                        values.push(Value::Text(
+                            words.get(id.as_str()).copied().unwrap_or("").to_owned(),
+                        ));
+                    }
+                    let tuples = vec!["(?, ?)"; inserted.len()];
+                    let sql = format!(
+                        "INSERT INTO messages_fts (rowid, words) VALUES {}",
+                        tuples.join(", ")
+                    );
+                    bind_all(sqlx::query(&sql), &values)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }
@@ -673,5 +730,86 @@ impl Db {
                 .try_get("n")?,
         };
         Ok(n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index made by version 1 (rows included) is brought to version 2
+    /// on open, and its rows stay.
+    #[tokio::test]
+    async fn migrates_sqlite_from_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        pool.execute(
+            "CREATE TABLE archive_schema_migrations \
+             (version BIGINT PRIMARY KEY, description TEXT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        for statement in SQLITE_V1 {
+            pool.execute(*statement).await.unwrap();
+        }
+        pool.execute("INSERT INTO archive_schema_migrations VALUES (1, 'messages and full text')")
+            .await
+            .unwrap();
+        let columns = INSERT_COLUMNS.split(", ").count();
+        assert_eq!(columns, INSERT_COUNT);
+        let mut values: Vec<String> = (0..columns).map(|i| format!("'v{i}'")).collect();
+        values[2] = "5".into(); // received_us
+        values[25] = "0".into(); // has_attachments
+        pool.execute(
+            format!(
+                "INSERT INTO messages ({INSERT_COLUMNS}) VALUES ({})",
+                values.join(", ")
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let db = Db::open(&IndexBackend::Sqlite(path)).await.unwrap();
+        let Db::Sqlite(pool, _) = &db else {
+            unreachable!()
+        };
+        let version: i64 = sqlx::query("SELECT MAX(version) FROM archive_schema_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, 2);
+        let indexed: Vec<String> =
+            sqlx::query("SELECT name FROM pragma_index_info('messages_window')")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        assert_eq!(
+            indexed[..4],
+            [
+                "archive_id",
+                "received_us",
+                "archived_message_id",
+                "s_env_from"
+            ]
+        );
+        let found = db
+            .count(
+                "archive_id = $1 AND s_subject LIKE $2",
+                &[Value::Text("v1".into()), Value::Text("%v33%".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, 1);
     }
 }

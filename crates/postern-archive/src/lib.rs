@@ -8,6 +8,7 @@
 //!
 //! - `lib.rs`: [`ArchiveConfig`], [`IndexBackend`], [`ArchiveError`] and
 //!   the semantics below.
+//! - `bodies.rs`: a batch's bodies on a directory, made durable together.
 //! - `store.rs`: [`Archive`], the public operations (store, search, get,
 //!   raw, export, expire, purge, count), and [`StoreItem`],
 //!   [`ArchivedMessage`].
@@ -31,7 +32,8 @@
 //!
 //! **Durability and order.** `store` writes the body first (the directory
 //! backend writes a staging file, fsyncs it, renames it and fsyncs the
-//! directory; S3 acknowledges a complete `PutObject`), then the index row,
+//! directory; `store_batch` syncs the file system once for the batch
+//! instead; S3 acknowledges a complete `PutObject`), then the index row,
 //! so an index row never points at a missing body. A crash between the two
 //! leaves an unindexed body that the rerun overwrites with the same bytes.
 //! The SQLite index runs in WAL mode with `synchronous=NORMAL`: a power
@@ -44,12 +46,16 @@
 //! they are wasted space, not wrong answers.
 //!
 //! **Throughput.** `store_batch` is how a busy gateway archives: the
-//! batch's ids are looked up in one query, the bodies are written 64 at a
-//! time, and the rows are indexed in one transaction. SQLite writes are
-//! serialised by a lock in the `Archive` (one writer at a time, without
-//! SQLite's busy-retry sleeps); readers are not blocked (WAL). Every body
-//! is its own fsync'd object, which is what bounds the rate on a directory
-//! (see `benches/archive.rs`).
+//! batch's ids are looked up in one query; on a directory every body is
+//! written (staging file, rename) and then all are made durable together
+//! with one `syncfs(2)` (elsewhere than Linux: an fsync per file, then per
+//! distinct directory; see `bodies.rs`), on S3 they are put 64 at a time;
+//! then the rows are indexed in one transaction (SQLite: 100 rows per
+//! `INSERT`). Bodies are durable before their rows commit, as for `store`.
+//! SQLite writes are serialised by a lock in the `Archive` (one writer at
+//! a time, without SQLite's busy-retry sleeps); readers are not blocked
+//! (WAL). `store` (one message) fsyncs its body and directory through
+//! `ObjectStorage::put`. See `benches/archive.rs`.
 //!
 //! **Body object key.** `{prefix}{archive_id}/{yyyy}/{mm}/{dd}/{archived_message_id}.eml`,
 //! the date being the UTC date of `received`. Archive ids and message ids

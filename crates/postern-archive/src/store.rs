@@ -200,7 +200,10 @@ impl Archive {
     /// Writes a batch's bodies and makes them durable. The directory
     /// backend writes them all, then syncs once (`bodies.rs`); S3 puts
     /// them `BODY_CONCURRENCY` at a time.
-    async fn put_bodies(&self, prepared: Vec<(Bytes, NewRow)>) -> Result<Vec<NewRow>, ArchiveError> {
+    async fn put_bodies(
+        &self,
+        prepared: Vec<(Bytes, NewRow)>,
+    ) -> Result<Vec<NewRow>, ArchiveError> {
         let keys: Vec<String> = prepared
             .iter()
             .map(|(_, row)| row.stored.body_key.clone())
@@ -268,17 +271,12 @@ impl Archive {
                 todo.push(item);
             }
         }
-        let t0 = std::time::Instant::now();
         let prepared = todo
             .into_iter()
             .map(|item| self.prepare(item))
             .collect::<Result<Vec<_>, _>>()?;
-        let t1 = std::time::Instant::now();
         let rows = self.put_bodies(prepared).await?;
-        let t2 = std::time::Instant::now();
-        let r = self.inner.db.insert(&rows).await;
-        if std::env::var_os("XTIMING").is_some() { eprintln!("TIMING prepare {:?} bodies {:?} insert {:?}", t1-t0, t2-t1, t2.elapsed()); }
-        r
+        self.inner.db.insert(&rows).await
     }
 
     /// Messages of `archive_id` matching `query`, newest first, at most
