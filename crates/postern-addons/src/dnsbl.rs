@@ -18,7 +18,6 @@
 //!   for the zone's SOA minimum) by hickory's cache.
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -52,29 +51,7 @@ impl Dnsbl {
     /// (block list operators refuse queries from public resolvers).
     /// `timeout` bounds each lookup.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Dnsbl, String> {
-        let (config, mut opts) = if nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                    for connection in &mut server.connections {
-                        connection.port = addr.port();
-                    }
-                    server
-                })
-                .collect();
-            (
-                ResolverConfig::from_parts(None, Vec::new(), servers),
-                ResolverOpts::default(),
-            )
-        };
-        opts.timeout = timeout;
-        opts.attempts = 1;
-        // Block list names are absolute: never append a search domain.
-        opts.ndots = 0;
+        let (config, opts) = postern_delivery::dns::resolver_config(nameservers, timeout)?;
         let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()

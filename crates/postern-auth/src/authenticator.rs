@@ -93,30 +93,8 @@ impl Authenticator {
         if timeout.is_zero() {
             return Err("the authentication timeout must be more than zero".into());
         }
-        let (config, mut opts) = if nameservers.is_empty() {
-            mail_auth::hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                    for connection in &mut server.connections {
-                        connection.port = addr.port();
-                    }
-                    server
-                })
-                .collect();
-            (
-                ResolverConfig::from_parts(None, Vec::new(), servers),
-                ResolverOpts::default(),
-            )
-        };
-        opts.timeout = timeout;
-        opts.attempts = 1;
+        let (config, mut opts) = postern_delivery::dns::resolver_config(nameservers, timeout)?;
         opts.edns0 = true;
-        // Mail domains are absolute: never append a search domain.
-        opts.ndots = 0;
         let dns = MessageAuthenticator::new(config, opts)
             .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
         Ok(Authenticator::build(Ok(dns), timeout, None))

@@ -52,6 +52,40 @@ impl std::fmt::Display for DnsError {
 
 impl std::error::Error for DnsError {}
 
+/// The resolver configuration `Server.Dns` describes, shared by every part
+/// of the gateway that asks DNS (MX lookups, authentication, block lists):
+/// `nameservers` empty: the system's resolv.conf, else exactly these (UDP,
+/// and TCP for truncated answers); one attempt bounded by `timeout`; names
+/// are absolute (no search domain is appended).
+pub fn resolver_config(
+    nameservers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(ResolverConfig, ResolverOpts), String> {
+    let (config, mut opts) = if nameservers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
+    } else {
+        let servers = nameservers
+            .iter()
+            .map(|addr| {
+                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                for connection in &mut server.connections {
+                    connection.port = addr.port();
+                }
+                server
+            })
+            .collect();
+        (
+            ResolverConfig::from_parts(None, Vec::new(), servers),
+            ResolverOpts::default(),
+        )
+    };
+    opts.timeout = timeout;
+    opts.attempts = 1;
+    opts.ndots = 0;
+    Ok((config, opts))
+}
+
 /// The answer to one query, negative answers separated from failures.
 enum Answer {
     Records(Vec<RData>),
@@ -64,30 +98,8 @@ impl Dns {
     /// (UDP, and TCP for truncated answers), e.g. 127.0.0.1:5353 in tests.
     /// `timeout` is per query attempt; answers are not cached.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Dns, String> {
-        let (config, mut opts) = if nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system's DNS configuration: {e}"))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                    for connection in &mut server.connections {
-                        connection.port = addr.port();
-                    }
-                    server
-                })
-                .collect();
-            (
-                ResolverConfig::from_parts(None, Vec::new(), servers),
-                ResolverOpts::default(),
-            )
-        };
-        opts.timeout = timeout;
-        opts.attempts = 1;
+        let (config, mut opts) = resolver_config(nameservers, timeout)?;
         opts.cache_size = 0;
-        // Mail domains are absolute: never append a search domain.
-        opts.ndots = 0;
         let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()
