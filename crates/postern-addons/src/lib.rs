@@ -14,8 +14,6 @@
 //!   (`POST /checkv2`), returning [`RspamdResult`].
 //! - `clamav.rs`: [`Clamd`], a scan through clamd's `INSTREAM` command over
 //!   TCP or a unix socket, returning [`ClamResult`].
-//! - `tls.rs`: the rustls client configuration (ring provider, the
-//!   platform's trust store) for an Rspamd reached over HTTPS.
 //!
 //! Nothing here retries or decides: the caller (the pipeline) turns a
 //! result or an error into a verdict and a trace entry.
@@ -23,7 +21,6 @@
 mod clamav;
 mod dnsbl;
 mod rspamd;
-mod tls;
 
 pub use clamav::{ClamResult, Clamd, ClamdAddress, MAX_REPLY_BYTES};
 pub use dnsbl::{Dnsbl, body_url_domains};

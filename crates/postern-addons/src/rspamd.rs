@@ -17,7 +17,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::{AddonError, error_chain, tls};
+use crate::{AddonError, error_chain};
 
 /// The most of Rspamd's answer read. Rspamd lists the URLs and addresses it
 /// found, so a message full of links gets a long answer, but never this.
@@ -88,15 +88,7 @@ impl Rspamd {
         let mut shown = base.clone();
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
-        let tls = tls::client_config()?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {}", error_chain(&e)))?;
+        let client = postern_endpoints::http::client(timeout, Vec::new())?;
         Ok(Rspamd {
             client,
             check_url: base,

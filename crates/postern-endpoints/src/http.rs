@@ -30,6 +30,24 @@ pub struct Http {
     client: reqwest::Client,
 }
 
+/// The HTTP client every outbound HTTP(S) call of the gateway uses: rustls
+/// with ring, the platform's roots plus `extra_roots`, one timeout for the
+/// whole request, no redirects.
+pub fn client(
+    timeout: Duration,
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<reqwest::Client, String> {
+    let tls = tls::client_config(extra_roots)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {}", error_chain(&e)))
+}
+
 impl Http {
     /// A client whose requests time out after `timeout` (connecting, sending
     /// and reading the whole response), trusting the platform's roots plus
@@ -38,16 +56,9 @@ impl Http {
         timeout: Duration,
         extra_roots: Vec<CertificateDer<'static>>,
     ) -> Result<Http, String> {
-        let tls = tls::client_config(extra_roots)?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("postern/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {}", error_chain(&e)))?;
-        Ok(Http { client })
+        Ok(Http {
+            client: client(timeout, extra_roots)?,
+        })
     }
 
     /// POST `body` as `application/json` with the extra `headers`.

@@ -22,7 +22,7 @@
 //! (the pipeline's outbound queue) owns retries and decides from
 //! [`EndpointError::Temporary`] versus [`EndpointError::Permanent`].
 
-mod http;
+pub mod http;
 mod nats;
 pub mod notification;
 mod object_storage;
