@@ -226,24 +226,7 @@ pub fn parse_config(
 
     let (json, references) = {
         let mut v = Validator::new(&mut reporter);
-        let q = |max: u32, name: &'static str| Quota {
-            max: max as f64,
-            name,
-        };
-        v.set_quota("Rules", q(quotas.rules_per_rule_set, "RulesPerRuleSet"));
-        v.set_quota(
-            "RuleConditions",
-            q(quotas.conditions_per_rule, "ConditionsPerRule"),
-        );
-        v.set_quota("RuleActions", q(quotas.actions_per_rule, "ActionsPerRule"));
-        for shape in [
-            "RuleStringList",
-            "RuleIpValueList",
-            "RuleVerdictValueList",
-            "RuleDmarcValueList",
-        ] {
-            v.set_quota(shape, q(quotas.values_per_condition, "ValuesPerCondition"));
-        }
+        apply_quotas(&mut v, &quotas);
         let json = if root.is_null() {
             Some(serde_json::json!({}))
         } else {
@@ -326,6 +309,70 @@ pub fn parse_config(
         index,
         address_list_members: members_out,
     })
+}
+
+/// Replaces the model's maxima of the list shapes that are quotas.
+fn apply_quotas(v: &mut Validator, quotas: &Quotas) {
+    let q = |max: u32, name: &'static str| Quota {
+        max: max as f64,
+        name,
+    };
+    v.set_quota("Rules", q(quotas.rules_per_rule_set, "RulesPerRuleSet"));
+    v.set_quota(
+        "RuleConditions",
+        q(quotas.conditions_per_rule, "ConditionsPerRule"),
+    );
+    v.set_quota("RuleActions", q(quotas.actions_per_rule, "ActionsPerRule"));
+    for shape in [
+        "RuleStringList",
+        "RuleIpValueList",
+        "RuleVerdictValueList",
+        "RuleDmarcValueList",
+    ] {
+        v.set_quota(shape, q(quotas.values_per_condition, "ValuesPerCondition"));
+    }
+}
+
+/// A problem in a checked value: the field path (`Rules[0].Name`, empty for
+/// the value itself) and what is wrong there.
+pub type Problem = (String, String);
+
+/// Checks a JSON value (an API request, decoded from JSON or CBOR) against a
+/// shape of the model with the model's limits: every constraint the model
+/// states, and no member the shape does not have. Returns the value as the
+/// shape reads it (timestamps as epoch seconds), or every problem, in the
+/// order of the value.
+///
+/// Panics if `shape` is not a shape of the model.
+pub fn check_value(
+    value: &serde_json::Value,
+    shape: &str,
+) -> Result<serde_json::Value, Vec<Problem>> {
+    check_value_with_quotas(value, shape, &Quotas::default())
+}
+
+/// [`check_value`] with the quotas in force instead of AWS's defaults.
+pub fn check_value_with_quotas(
+    value: &serde_json::Value,
+    shape: &str,
+    quotas: &Quotas,
+) -> Result<serde_json::Value, Vec<Problem>> {
+    let root = yaml::Node::from_json(value);
+    let mut reporter = Reporter::new("", "");
+    let checked = {
+        let mut v = Validator::for_json(&mut reporter);
+        apply_quotas(&mut v, quotas);
+        v.check(&root, shape, &mut String::new())
+    };
+    let problems = reporter.finish();
+    match checked {
+        Some(checked) if problems.is_empty() => Ok(checked),
+        _ => Err(problems
+            .0
+            .into_iter()
+            .map(|d| (d.path, d.message))
+            .collect()),
+    }
 }
 
 /// Reads and validates a config file; `MembersFile` paths are relative to it.

@@ -6,6 +6,11 @@
 //! valid is kept, so that later checks (references) still see it. The
 //! constraints come from the model; the only adjustments are the quotas a
 //! config may raise (`Server.Quotas`).
+//!
+//! The tree may come from YAML, where a scalar's type is decided by the shape
+//! (`5` is a number or a string, as the member needs), or from an API request
+//! decoded as JSON or CBOR ([`Syntax::Json`]), where it is not: a string must
+//! be a string, a number a number, and a timestamp is epoch seconds.
 
 use crate::diagnostic::{Reporter, did_you_mean};
 use crate::yaml::{Node, Pos, Value};
@@ -14,6 +19,17 @@ use postern_model::schema::{Kind, Schema, Shape};
 use regex::Regex;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
+
+/// Where the tree came from, which decides how strictly scalars are typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Syntax {
+    /// A YAML document: plain scalars take the type the shape needs.
+    Yaml,
+    /// A JSON value (an API request, from JSON or CBOR): strings are the
+    /// quoted scalars, numbers and booleans the plain ones, timestamps are
+    /// epoch seconds, and come out as floating-point epoch seconds.
+    Json,
+}
 
 /// A name, id or ARN that must name a declared resource.
 #[derive(Debug, Clone)]
@@ -57,6 +73,7 @@ pub(crate) struct Validator<'r, 'a> {
     patterns: HashMap<String, Regex>,
     quotas: HashMap<&'static str, Quota>,
     reference: Option<ResourceKind>,
+    syntax: Syntax,
     pub references: Vec<Reference>,
 }
 
@@ -68,7 +85,34 @@ impl<'r, 'a> Validator<'r, 'a> {
             patterns: HashMap::new(),
             quotas: HashMap::new(),
             reference: None,
+            syntax: Syntax::Yaml,
             references: Vec::new(),
+        }
+    }
+
+    /// A validator for a tree read from JSON ([`Syntax::Json`]).
+    pub(crate) fn for_json(reporter: &'r mut Reporter<'a>) -> Self {
+        Validator {
+            syntax: Syntax::Json,
+            ..Validator::new(reporter)
+        }
+    }
+
+    /// A node as error messages show it.
+    fn describe(&self, node: &Node) -> String {
+        match (self.syntax, &node.value) {
+            (Syntax::Yaml, _) => node.describe(),
+            (Syntax::Json, Value::Scalar { text, plain: true }) => text.clone(),
+            (Syntax::Json, Value::Map(_)) => "an object".into(),
+            (Syntax::Json, _) => node.describe(),
+        }
+    }
+
+    /// What a mapping is called in the source's syntax.
+    fn mapping(&self) -> &'static str {
+        match self.syntax {
+            Syntax::Yaml => "a mapping",
+            Syntax::Json => "an object",
         }
     }
 
@@ -100,25 +144,27 @@ impl<'r, 'a> Validator<'r, 'a> {
     fn structure(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
         let Value::Map(entries) = &node.value else {
             let what = if shape.kind == Kind::Union {
-                format!("a mapping with exactly one of {}", member_names(shape))
+                format!(
+                    "{} with exactly one of {}",
+                    self.mapping(),
+                    member_names(shape)
+                )
             } else {
-                format!("a mapping ({})", shape.name)
+                format!("{} ({})", self.mapping(), shape.name)
             };
-            self.error(
-                node.pos,
-                path,
-                format!("expected {what}; found {}", node.describe()),
-            );
+            let found = self.describe(node);
+            self.error(node.pos, path, format!("expected {what}; found {found}"));
             return None;
         };
         let mut out = Map::new();
         let mut present = Vec::new();
         for (key, value) in entries {
             let Value::Scalar { text: name, .. } = &key.value else {
+                let found = self.describe(key);
                 self.error(
                     key.pos,
                     path,
-                    format!("expected a member name; found {}", key.describe()),
+                    format!("expected a member name; found {found}"),
                 );
                 continue;
             };
@@ -195,11 +241,8 @@ impl<'r, 'a> Validator<'r, 'a> {
 
     fn list(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
         let Value::Seq(items) = &node.value else {
-            self.error(
-                node.pos,
-                path,
-                format!("expected a list; found {}", node.describe()),
-            );
+            let found = self.describe(node);
+            self.error(node.pos, path, format!("expected a list; found {found}"));
             return None;
         };
         let (max, quota) = match self.quotas.get(shape.name.as_str()) {
@@ -233,10 +276,12 @@ impl<'r, 'a> Validator<'r, 'a> {
 
     fn map(&mut self, node: &Node, shape: &Shape, path: &mut String) -> Option<Json> {
         let Value::Map(entries) = &node.value else {
+            let found = self.describe(node);
+            let expected = self.mapping();
             self.error(
                 node.pos,
                 path,
-                format!("expected a mapping; found {}", node.describe()),
+                format!("expected {expected}; found {found}"),
             );
             return None;
         };
@@ -266,6 +311,7 @@ impl<'r, 'a> Validator<'r, 'a> {
         for alternative in &shape.alternatives {
             let mut scratch = Reporter::new("", "");
             let mut trial = Validator::new(&mut scratch);
+            trial.syntax = self.syntax;
             let mut p = path.clone();
             let value = trial.check(node, alternative, &mut p);
             if scratch.found.is_empty() {
@@ -297,11 +343,8 @@ impl<'r, 'a> Validator<'r, 'a> {
             }
             None => {
                 let names = shape.alternatives.join(" or ");
-                self.error(
-                    node.pos,
-                    path,
-                    format!("expected {names}; found {}", node.describe()),
-                );
+                let found = self.describe(node);
+                self.error(node.pos, path, format!("expected {names}; found {found}"));
                 None
             }
         }
@@ -316,10 +359,11 @@ impl<'r, 'a> Validator<'r, 'a> {
         match &node.value {
             Value::Scalar { text, plain } if !node.is_null() => Some((text.as_str(), *plain)),
             _ => {
+                let found = self.describe(node);
                 self.error(
                     node.pos,
                     path,
-                    format!("expected {expected}; found {}", node.describe()),
+                    format!("expected {expected}; found {found}"),
                 );
                 None
             }
@@ -332,7 +376,16 @@ impl<'r, 'a> Validator<'r, 'a> {
         } else {
             "one of the enum values"
         };
-        let (text, _) = self.scalar(node, path, expected)?;
+        let (text, plain) = self.scalar(node, path, expected)?;
+        if plain && self.syntax == Syntax::Json {
+            let found = self.describe(node);
+            self.error(
+                node.pos,
+                path,
+                format!("expected {expected}; found {found}"),
+            );
+            return None;
+        }
         let shown = |text: &str| {
             if shape.sensitive {
                 format!("a sensitive value of {} characters", text.chars().count())
@@ -424,10 +477,11 @@ impl<'r, 'a> Validator<'r, 'a> {
         };
         let Some(value) = value else {
             let quoted = !plain && text.trim().parse::<f64>().is_ok();
+            let found = self.found_scalar(node, quoted);
             self.error(
                 node.pos,
                 path,
-                format!("expected {expected}; found {}", found_scalar(node, quoted)),
+                format!("expected {expected}; found {found}"),
             );
             return None;
         };
@@ -464,13 +518,11 @@ impl<'r, 'a> Validator<'r, 'a> {
             (true, "false" | "False" | "FALSE") => Some(Json::Bool(false)),
             _ => {
                 let quoted = !plain && matches!(text, "true" | "false");
+                let found = self.found_scalar(node, quoted);
                 self.error(
                     node.pos,
                     path,
-                    format!(
-                        "expected true or false; found {}",
-                        found_scalar(node, quoted)
-                    ),
+                    format!("expected true or false; found {found}"),
                 );
                 None
             }
@@ -478,20 +530,48 @@ impl<'r, 'a> Validator<'r, 'a> {
     }
 
     fn timestamp(&mut self, node: &Node, path: &str) -> Option<Json> {
-        let (text, _) = self.scalar(node, path, "a timestamp")?;
+        let (text, plain) = self.scalar(node, path, "a timestamp")?;
+        if self.syntax == Syntax::Json {
+            // Both protocols send epoch seconds: a JSON number, or CBOR's
+            // tag 1 over an integer or a float.
+            let seconds = text.parse::<f64>().ok().filter(|s| plain && s.is_finite());
+            return match seconds.and_then(serde_json::Number::from_f64) {
+                Some(n) => Some(Json::Number(n)),
+                None => {
+                    let found = self.describe(node);
+                    self.error(
+                        node.pos,
+                        path,
+                        format!("expected a timestamp in epoch seconds; found {found}"),
+                    );
+                    None
+                }
+            };
+        }
         match postern_model::Timestamp::parse(text) {
             Some(t) => Some(serde_json::to_value(t).expect("timestamp serializes")),
             None => {
+                let found = self.describe(node);
                 self.error(
                     node.pos,
                     path,
-                    format!(
-                        "expected epoch seconds or an RFC 3339 timestamp; found {}",
-                        node.describe()
-                    ),
+                    format!("expected epoch seconds or an RFC 3339 timestamp; found {found}"),
                 );
                 None
             }
+        }
+    }
+
+    /// What was found where a number or boolean was expected; a quoted one
+    /// is a string, which is worth saying.
+    fn found_scalar(&self, node: &Node, quoted: bool) -> String {
+        match (quoted, self.syntax) {
+            (true, Syntax::Yaml) => format!(
+                "the quoted string {} (write it without quotes)",
+                node.describe()
+            ),
+            (true, Syntax::Json) => format!("the string {}", node.describe()),
+            (false, _) => self.describe(node),
         }
     }
 }
@@ -555,19 +635,6 @@ fn check_format(format: &str, text: &str) -> Result<(), &'static str> {
             .map(|_| ())
             .map_err(|_| "an address and port such as 127.0.0.1:2525 or [::1]:2525"),
         _ => Ok(()),
-    }
-}
-
-/// What was found where a number or boolean was expected; a quoted one is
-/// a string in YAML, which is worth saying.
-fn found_scalar(node: &Node, quoted: bool) -> String {
-    if quoted {
-        format!(
-            "the quoted string {} (write it without quotes)",
-            node.describe()
-        )
-    } else {
-        node.describe()
     }
 }
 

@@ -66,6 +66,54 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The tree of a JSON value, for checking API requests with the same
+    /// validator as documents. Strings become quoted scalars, numbers,
+    /// booleans and `null` plain ones; object members that are `null` are
+    /// left out (JSON's null is an absent member). Positions are synthetic:
+    /// the line is the node's place in document order, so that problems
+    /// sort in the order of the value.
+    pub fn from_json(value: &serde_json::Value) -> Node {
+        let mut line = 0;
+        node_of_json(value, &mut line)
+    }
+}
+
+fn node_of_json(value: &serde_json::Value, line: &mut usize) -> Node {
+    use serde_json::Value as Json;
+    *line += 1;
+    let pos = Pos {
+        line: *line,
+        column: 1,
+    };
+    let scalar = |text: String, plain: bool| Value::Scalar { text, plain };
+    let value = match value {
+        Json::Null => scalar("null".into(), true),
+        Json::Bool(b) => scalar(b.to_string(), true),
+        Json::Number(n) => scalar(n.to_string(), true),
+        Json::String(text) => scalar(text.clone(), false),
+        Json::Array(items) => Value::Seq(items.iter().map(|v| node_of_json(v, line)).collect()),
+        Json::Object(members) => Value::Map(
+            members
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    *line += 1;
+                    let key = Node {
+                        pos: Pos {
+                            line: *line,
+                            column: 1,
+                        },
+                        value: scalar(k.clone(), false),
+                    };
+                    (key, node_of_json(v, line))
+                })
+                .collect(),
+        ),
+    };
+    Node { pos, value }
+}
+
 /// A syntax error or a duplicate key, with where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct YamlError {

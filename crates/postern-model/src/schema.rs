@@ -1,11 +1,13 @@
-//! The model as data: every shape with the constraints the API model states.
+//! The model as data: every shape with the constraints the API model states,
+//! the API's operations (input, output, errors) and the service metadata the
+//! protocols need (target prefix, signing name).
 //!
 //! The validator in `postern-config` walks a document against these shapes,
 //! so a constraint is written once, in the model file, and checked everywhere
 //! (config file, rule tests, API requests).
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 const AWS_MODEL: &str = include_str!("../model/mailmanager-api-2023-10-17.json");
@@ -60,9 +62,38 @@ impl Shape {
     }
 }
 
+/// An operation of the API model: its input and output shapes and the
+/// errors it declares.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    /// The error shapes the model lists for it, in the model's order.
+    pub errors: Vec<String>,
+    /// Whether the model marks it idempotent (a retry has the same effect).
+    pub idempotent: bool,
+}
+
+/// What the model's metadata says about the service as a whole.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The prefix of `X-Amz-Target` (AWS JSON) and of the RPC v2 path.
+    pub target_prefix: String,
+    /// The service name in SigV4 credential scopes.
+    pub signing_name: String,
+    /// The `application/x-amz-json-<version>` of the JSON protocol.
+    pub json_version: String,
+    /// The protocols the model supports, in its order of preference.
+    pub protocols: Vec<String>,
+    pub api_version: String,
+}
+
 #[derive(Debug)]
 pub struct Schema {
     shapes: HashMap<String, Shape>,
+    operations: BTreeMap<String, Operation>,
+    service: Service,
 }
 
 impl Schema {
@@ -73,10 +104,20 @@ impl Schema {
     }
 
     /// Panics on a malformed model: the models are compiled in and tested.
+    /// The first model is the service's: its operations and metadata are the
+    /// API; the others only add shapes.
     fn from_models(models: &[&str]) -> Schema {
         let mut raw: serde_json::Map<String, Value> = serde_json::Map::new();
+        let mut operations = BTreeMap::new();
+        let mut service = None;
         for model in models {
             let parsed: Value = serde_json::from_str(model).expect("model file is JSON");
+            if service.is_none() {
+                service = Some(build_service(&parsed["metadata"]));
+                for (name, spec) in parsed["operations"].as_object().expect("operations object") {
+                    operations.insert(name.clone(), build_operation(name, spec));
+                }
+            }
             for (name, shape) in parsed["shapes"].as_object().expect("shapes object") {
                 assert!(!raw.contains_key(name), "shape {name} defined twice");
                 raw.insert(name.clone(), shape.clone());
@@ -86,7 +127,11 @@ impl Schema {
         for (name, spec) in &raw {
             shapes.insert(name.clone(), build_shape(name, spec, &raw));
         }
-        Schema { shapes }
+        Schema {
+            shapes,
+            operations,
+            service: service.expect("a service model"),
+        }
     }
 
     pub fn shape(&self, name: &str) -> &Shape {
@@ -101,6 +146,64 @@ impl Schema {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.shapes.keys().map(String::as_str)
+    }
+
+    /// An operation of the API by its name (`CreateRuleSet`).
+    pub fn operation(&self, name: &str) -> Option<&Operation> {
+        self.operations.get(name)
+    }
+
+    /// Every operation of the API, by name.
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.operations.values()
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+}
+
+fn build_service(metadata: &Value) -> Service {
+    let text = |key: &str| {
+        metadata[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("model metadata lacks {key}"))
+            .to_string()
+    };
+    Service {
+        target_prefix: text("targetPrefix"),
+        signing_name: text("signingName"),
+        json_version: text("jsonVersion"),
+        protocols: metadata["protocols"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![text("protocol")]),
+        api_version: text("apiVersion"),
+    }
+}
+
+fn build_operation(name: &str, spec: &Value) -> Operation {
+    let shape = |key: &str| {
+        spec[key]["shape"]
+            .as_str()
+            .unwrap_or_else(|| panic!("operation {name} has no {key} shape"))
+            .to_string()
+    };
+    Operation {
+        name: name.to_string(),
+        input: shape("input"),
+        output: shape("output"),
+        errors: spec["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["shape"].as_str().map(str::to_string))
+            .collect(),
+        idempotent: spec["idempotent"].as_bool().unwrap_or(false),
     }
 }
 
@@ -219,6 +322,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn operations_name_existing_shapes() {
+        let schema = Schema::get();
+        assert_eq!(schema.operations().count(), 60);
+        for op in schema.operations() {
+            for shape in [&op.input, &op.output].into_iter().chain(&op.errors) {
+                assert!(
+                    schema.try_shape(shape).is_some(),
+                    "{} refers to missing {shape}",
+                    op.name
+                );
+            }
+        }
+        let create = schema.operation("CreateRuleSet").unwrap();
+        assert_eq!(create.input, "CreateRuleSetRequest");
+        assert_eq!(create.output, "CreateRuleSetResponse");
+        assert!(create.idempotent);
+        assert!(create.errors.iter().any(|e| e == "ValidationException"));
+        assert!(schema.operation("CreateRuleSetRequest").is_none());
+        let service = schema.service();
+        assert_eq!(service.target_prefix, "MailManagerSvc");
+        assert_eq!(service.signing_name, "ses");
+        assert_eq!(service.json_version, "1.0");
+        assert_eq!(service.protocols, ["smithy-rpc-v2-cbor", "json"]);
     }
 
     #[test]

@@ -159,6 +159,29 @@ pub enum AnalysisValue {
     String(String),
 }
 
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ApiAccessKey {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    /// Where the secret access key comes from: {Env: ...} or {File: ...}.
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: SecretSource,
+}
+
+/// Extension: the Mail Manager API on the HTTP port.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ApiConfig {
+    /// The keys requests may be signed with (AWS Signature Version 4).
+    #[serde(rename = "AccessKeys", default, skip_serializing_if = "Option::is_none")]
+    pub access_keys: Option<Vec<ApiAccessKey>>,
+    /// How often a node looks for versions other nodes stored.
+    #[serde(rename = "PollSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub poll_seconds: Option<i32>,
+    /// How many versions of the resources the state store keeps; older ones are deleted.
+    #[serde(rename = "KeepVersions", default, skip_serializing_if = "Option::is_none")]
+    pub keep_versions: Option<i32>,
+}
+
 /// An archive resource for storing and retaining emails.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Archive {
@@ -4653,6 +4676,11 @@ pub struct ServerConfig {
     /// Where archives keep their index and message bodies.
     #[serde(rename = "Archive", default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveStoreConfig>,
+    /// Where the resources the API changes are kept, one version per change.
+    #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateStoreConfig>,
+    #[serde(rename = "Api", default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiConfig>,
 }
 
 /// Occurs when an operation exceeds a predefined service quota or limit.
@@ -4839,6 +4867,27 @@ pub struct StartArchiveSearchResponse {
     /// The unique identifier for the initiated search job.
     #[serde(rename = "SearchId", default, skip_serializing_if = "Option::is_none")]
     pub search_id: Option<String>,
+}
+
+/// Extension: the state store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StateStoreConfig {
+    /// An SQLite database file (relative to the config file).
+    #[serde(rename = "Sqlite")]
+    Sqlite(String),
+    /// Where the PostgreSQL URL (postgres://user:password@host/db) comes from: {Env: ...} or {File: ...}.
+    #[serde(rename = "Postgres")]
+    Postgres(SecretSource),
+}
+
+impl StateStoreConfig {
+    /// The member name of the variant that is set.
+    pub fn member_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "Sqlite",
+            Self::Postgres(_) => "Postgres",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -5474,6 +5523,10 @@ impl Default for SnsNotificationEncoding {
 
 impl Default for SnsNotificationPayloadType {
     fn default() -> Self { Self::Headers }
+}
+
+impl Default for StateStoreConfig {
+    fn default() -> Self { Self::Sqlite(Default::default()) }
 }
 
 impl Default for StringOrStringList {

@@ -1,0 +1,280 @@
+//! The resource document: what one version of the state holds, and what the
+//! gateway runs.
+//!
+//! ```json
+//! {"Resources": {"RuleSets": [...], "IngressPoints": [...], ...},
+//!  "Meta": {"rs-…": {"Created": 1.7e9, "Updated": 1.7e9}, ...},
+//!  "Members": {"al-…": {"alice@example.com": 1.7e9}},
+//!  "Deleted": {"a-…": {"Item": {...}, "Deleted": 1.7e9}}}
+//! ```
+//!
+//! `Resources` has the sections of the config file (everything but
+//! `Server`), every item with its explicit id. `Meta` keeps what the API
+//! reports and the config file has no place for: when a resource was created
+//! and last changed, and an ingress point's status. `Members` keeps when each
+//! address list member was added. `Deleted` keeps archives that are pending
+//! deletion, as GetArchive and ListArchives still show them.
+
+use postern_model::ResourceKind;
+use serde_json::{Map, Value, json};
+
+/// Where each kind lives in the document and how the API names its members.
+#[derive(Debug, Clone, Copy)]
+pub struct KindInfo {
+    pub kind: ResourceKind,
+    pub section: &'static str,
+    pub name_member: &'static str,
+    pub id_member: &'static str,
+    pub arn_member: &'static str,
+}
+
+pub fn info(kind: ResourceKind) -> KindInfo {
+    let (section, name_member, id_member, arn_member) = match kind {
+        ResourceKind::TrafficPolicy => (
+            "TrafficPolicies",
+            "TrafficPolicyName",
+            "TrafficPolicyId",
+            "TrafficPolicyArn",
+        ),
+        ResourceKind::RuleSet => ("RuleSets", "RuleSetName", "RuleSetId", "RuleSetArn"),
+        ResourceKind::IngressPoint => (
+            "IngressPoints",
+            "IngressPointName",
+            "IngressPointId",
+            "IngressPointArn",
+        ),
+        ResourceKind::AddressList => (
+            "AddressLists",
+            "AddressListName",
+            "AddressListId",
+            "AddressListArn",
+        ),
+        ResourceKind::Archive => ("Archives", "ArchiveName", "ArchiveId", "ArchiveArn"),
+        ResourceKind::Relay => ("Relays", "RelayName", "RelayId", "RelayArn"),
+        ResourceKind::AddonSubscription => (
+            "AddonSubscriptions",
+            "AddonName",
+            "AddonSubscriptionId",
+            "AddonSubscriptionArn",
+        ),
+        ResourceKind::AddonInstance => (
+            "AddonInstances",
+            "AddonSubscriptionId",
+            "AddonInstanceId",
+            "AddonInstanceArn",
+        ),
+    };
+    KindInfo {
+        kind,
+        section,
+        name_member,
+        id_member,
+        arn_member,
+    }
+}
+
+/// A document with nothing in it.
+pub fn empty() -> Value {
+    json!({"Resources": {}, "Meta": {}, "Members": {}, "Deleted": {}})
+}
+
+/// The items of a kind.
+pub fn items(document: &Value, kind: ResourceKind) -> &[Value] {
+    document["Resources"][info(kind).section]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The items of a kind, to change; the section is created if missing.
+pub fn items_mut(document: &mut Value, kind: ResourceKind) -> &mut Vec<Value> {
+    let resources = object_mut(document, "Resources");
+    let section = resources
+        .entry(info(kind).section)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !section.is_array() {
+        *section = Value::Array(Vec::new());
+    }
+    section.as_array_mut().expect("an array")
+}
+
+/// A member of the document's top level as an object, created if missing.
+pub fn object_mut<'a>(document: &'a mut Value, member: &str) -> &'a mut Map<String, Value> {
+    if !document.is_object() {
+        *document = empty();
+    }
+    let root = document.as_object_mut().expect("an object");
+    let entry = root
+        .entry(member)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("an object")
+}
+
+/// The position of the item whose id is `id`.
+pub fn position(document: &Value, kind: ResourceKind, id: &str) -> Option<usize> {
+    let member = info(kind).id_member;
+    items(document, kind)
+        .iter()
+        .position(|item| item[member].as_str() == Some(id))
+}
+
+/// When a resource was created and last changed, in epoch seconds.
+pub fn times(document: &Value, id: &str) -> (Option<f64>, Option<f64>) {
+    let meta = &document["Meta"][id];
+    (meta["Created"].as_f64(), meta["Updated"].as_f64())
+}
+
+/// Records that a resource was created (or changed) at `now`.
+pub fn touch(document: &mut Value, id: &str, now: f64, created: bool) {
+    let meta = object_mut(document, "Meta");
+    let entry = meta
+        .entry(id)
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .expect("meta entries are objects");
+    if created || !entry.contains_key("Created") {
+        entry.insert("Created".into(), json!(now));
+    }
+    entry.insert("Updated".into(), json!(now));
+}
+
+/// A string the API keeps about a resource (`Status` of an ingress point).
+pub fn meta_str<'a>(document: &'a Value, id: &str, member: &str) -> Option<&'a str> {
+    document["Meta"][id][member].as_str()
+}
+
+pub fn set_meta(document: &mut Value, id: &str, member: &str, value: Value) {
+    let meta = object_mut(document, "Meta");
+    let entry = meta.entry(id).or_insert_with(|| Value::Object(Map::new()));
+    if let Some(entry) = entry.as_object_mut() {
+        entry.insert(member.into(), value);
+    }
+}
+
+/// Every string in `value` held by a member named `member` (at any depth),
+/// with the path to it.
+pub fn strings_at<'a>(
+    value: &'a Value,
+    member: &str,
+    path: String,
+    out: &mut Vec<(String, &'a str)>,
+) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key == member {
+                    match child {
+                        Value::String(s) => out.push((at.clone(), s)),
+                        Value::Array(list) => {
+                            for (i, v) in list.iter().enumerate() {
+                                if let Value::String(s) = v {
+                                    out.push((format!("{at}[{i}]"), s));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                strings_at(child, member, at, out);
+            }
+        }
+        Value::Array(list) => {
+            for (i, child) in list.iter().enumerate() {
+                strings_at(child, member, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The members through which other resources refer to a kind.
+pub fn referring_members(kind: ResourceKind) -> &'static [&'static str] {
+    match kind {
+        ResourceKind::RuleSet => &["RuleSetId"],
+        ResourceKind::TrafficPolicy => &["TrafficPolicyId"],
+        ResourceKind::AddressList => &["AddressLists"],
+        ResourceKind::Archive => &["TargetArchive"],
+        ResourceKind::Relay => &["Relay"],
+        ResourceKind::AddonSubscription => &["AddonSubscriptionId"],
+        ResourceKind::AddonInstance => &["Analyzer"],
+        ResourceKind::IngressPoint => &[],
+    }
+}
+
+/// The sections whose items may refer to a kind.
+pub fn referring_kinds(kind: ResourceKind) -> &'static [ResourceKind] {
+    match kind {
+        ResourceKind::RuleSet | ResourceKind::TrafficPolicy => &[ResourceKind::IngressPoint],
+        ResourceKind::AddressList | ResourceKind::AddonInstance => {
+            &[ResourceKind::RuleSet, ResourceKind::TrafficPolicy]
+        }
+        ResourceKind::Archive | ResourceKind::Relay => &[ResourceKind::RuleSet],
+        ResourceKind::AddonSubscription => &[ResourceKind::AddonInstance],
+        ResourceKind::IngressPoint => &[],
+    }
+}
+
+/// Where other resources refer to one by any of `aliases` (its name, id or
+/// ARN): "rule set main (RuleSets[0].Rules[2].Actions[0].Archive.TargetArchive)".
+pub fn references_to(document: &Value, kind: ResourceKind, aliases: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for &other in referring_kinds(kind) {
+        let other_info = info(other);
+        for (i, item) in items(document, other).iter().enumerate() {
+            for member in referring_members(kind) {
+                let mut hits = Vec::new();
+                strings_at(item, member, String::new(), &mut hits);
+                for (path, value) in hits {
+                    if aliases.contains(&value) {
+                        let name = item[other_info.name_member].as_str().unwrap_or("?");
+                        found.push(format!(
+                            "{} {name} ({}[{i}].{path})",
+                            other.noun(),
+                            other_info.section
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_found_by_any_alias() {
+        let doc = json!({"Resources": {"RuleSets": [{"RuleSetName": "main", "Rules": [
+            {"Name": "a", "Actions": [{"Archive": {"TargetArchive": "a-123"}}]},
+            {"Name": "b", "Conditions": [{"StringExpression": {"Evaluate": {"Analysis": {"Analyzer": "ai-1", "ResultField": "x"}}}}],
+             "Actions": [{"Relay": {"Relay": "smarthost"}}]}]}]}});
+        let hits = references_to(&doc, ResourceKind::Archive, &["compliance", "a-123"]);
+        assert_eq!(
+            hits,
+            vec!["rule set main (RuleSets[0].Rules[0].Actions[0].Archive.TargetArchive)"]
+        );
+        assert_eq!(
+            references_to(&doc, ResourceKind::Relay, &["smarthost"]).len(),
+            1
+        );
+        assert!(references_to(&doc, ResourceKind::Relay, &["other"]).is_empty());
+    }
+
+    #[test]
+    fn touch_keeps_the_creation_time() {
+        let mut doc = empty();
+        touch(&mut doc, "rs-1", 10.0, true);
+        touch(&mut doc, "rs-1", 20.0, false);
+        assert_eq!(times(&doc, "rs-1"), (Some(10.0), Some(20.0)));
+    }
+}
