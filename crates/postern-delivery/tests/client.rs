@@ -145,6 +145,7 @@ IngressPoints: [{{IngressPointName: in1, Type: AUTH, TrafficPolicyId: policy1, R
         proxy_protocol: false,
         config_version: 1,
         analyzer: None,
+        closed: false,
     });
     let memory = Arc::new(Memory::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -113,6 +113,14 @@ pub async fn serve<S: Store>(
         let _ = socket.set_nodelay(true);
         let session_config = config.load_full();
         let ingress = session_config.ingress.name.clone();
+        if session_config.closed {
+            metrics::counter!("postern_smtp_connections_refused_total", "ingress_point" => ingress, "reason" => "closed").increment(1);
+            tokio::spawn(refuse(
+                socket,
+                Reply::new(421, (4, 3, 2), "This ingress point is closed"),
+            ));
+            continue;
+        }
         let Ok(permit) = connections.total.clone().try_acquire_owned() else {
             metrics::counter!("postern_smtp_connections_refused_total", "ingress_point" => ingress, "reason" => "busy").increment(1);
             tokio::spawn(refuse(

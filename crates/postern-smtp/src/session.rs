@@ -49,6 +49,9 @@ pub struct SessionConfig {
     /// Runs the add-ons the traffic policy reads; None: the policy reads
     /// none (a policy that does is answered 451 4.7.1).
     pub analyzer: Option<Arc<dyn crate::analyzer::Analyzer>>,
+    /// Closed (UpdateIngressPoint StatusToUpdate CLOSED): every connection
+    /// is answered 421 and closed.
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -63,6 +63,7 @@ IngressPoints: [{IngressPointName: in1, Type: OPEN, TrafficPolicyId: all, RuleSe
         proxy_protocol: false,
         config_version: 1,
         analyzer: None,
+        closed: false,
     })
 }
 
