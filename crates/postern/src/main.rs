@@ -5,6 +5,7 @@
 //! - `cmd/check.rs`: `postern check`, validate a config.
 //! - `cmd/test.rs`: `postern test`, run rule test files.
 //! - `cmd/archive.rs`: `postern archive search|get|export`.
+//! - `cmd/apply.rs`: `postern apply -f`, a file into a running server's state.
 //! - `rule_test/`: the rule test runner (`case.rs` turns a case into engine
 //!   inputs, `outcome.rs` runs it and compares, `junit.rs` writes reports).
 
@@ -29,6 +30,7 @@ enum Command {
     Check(cmd::check::CheckArgs),
     Test(cmd::test::TestArgs),
     Archive(cmd::archive::ArchiveArgs),
+    Apply(cmd::apply::ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Archive(args) => cmd::archive::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
     }
 }

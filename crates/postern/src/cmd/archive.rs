@@ -119,7 +119,8 @@ pub fn run(args: ArchiveArgs) -> ExitCode {
 }
 
 async fn execute(args: ArchiveArgs) -> Result<(), String> {
-    let config = runtime_source(args.config).load()?;
+    // Archives created through the API are known to the state store.
+    let config = crate::server::in_force(runtime_source(args.config).load()?).await?;
     let data_dir = PathBuf::from(&config.data_dir);
     let store = archive::open(&config, &data_dir).await?;
     match args.command {
@@ -288,7 +289,7 @@ fn selection(
 ) -> Result<(String, SearchQuery), String> {
     let archive = config
         .resolve(ResourceKind::Archive, &s.archive)
-        .ok_or_else(|| format!("no archive named {} in the config", s.archive))?;
+        .ok_or_else(|| format!("no archive {} in the config or the state", s.archive))?;
     let now = time::OffsetDateTime::now_utc();
     let from = match &s.from {
         Some(t) => parse_time(t).map_err(|e| format!("--from: {e}"))?,

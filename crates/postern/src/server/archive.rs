@@ -193,6 +193,9 @@ pub struct Links {
     pub lifetime: Duration,
 }
 
+/// How long an import job's upload URL stays valid.
+const UPLOAD_LINK_SECONDS: i64 = 3600;
+
 impl Links {
     pub fn open(data_dir: &Path, base_url: String, lifetime: Duration) -> Result<Links, String> {
         let path: PathBuf = data_dir.join("state").join("link.key");
@@ -230,6 +233,26 @@ impl Links {
         )
     }
 
+    /// An upload URL of an address list import job, valid for an hour.
+    pub fn upload_link(&self, job_id: &str, now: time::OffsetDateTime) -> String {
+        let expires = now.unix_timestamp() + UPLOAD_LINK_SECONDS;
+        format!(
+            "{}/uploads/{job_id}?expires={expires}&signature={}",
+            self.base_url,
+            self.signature(&format!("upload:{job_id}"), expires)
+        )
+    }
+
+    pub fn check_upload(
+        &self,
+        job_id: &str,
+        expires: i64,
+        signature: &str,
+        now: time::OffsetDateTime,
+    ) -> bool {
+        self.check(&format!("upload:{job_id}"), expires, signature, now)
+    }
+
     /// Whether a link's signature holds and it has not expired.
     pub fn check(
         &self,
@@ -256,7 +279,7 @@ impl Links {
     }
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -1,5 +1,6 @@
-//! The HTTP port: `/healthz`, Prometheus `/metrics`, and archived message
-//! downloads (`/archive/messages/{id}`, links signed by `archive::Links`).
+//! The HTTP port: `/healthz`, Prometheus `/metrics`, archived message
+//! downloads (`/archive/messages/{id}`, links signed by `archive::Links`),
+//! and the Mail Manager API with its upload URLs (`postern_api`).
 
 use super::archive::Links;
 use axum::Router;
@@ -71,6 +72,7 @@ pub async fn serve(
     metrics: PrometheusHandle,
     archive: Archive,
     links: Links,
+    api: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -80,7 +82,8 @@ pub async fn serve(
             get(move || std::future::ready(metrics.render())),
         )
         .route("/archive/messages/{id}", get(download))
-        .with_state(Downloads { archive, links });
+        .with_state(Downloads { archive, links })
+        .merge(api);
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "HTTP listening");
     }

@@ -3,8 +3,10 @@
 //! and SIGINT stop it gracefully.
 
 pub mod archive;
+pub mod gateway;
 mod http;
 pub mod runtime;
+pub mod state;
 mod store;
 
 use arc_swap::ArcSwap;
@@ -28,9 +30,45 @@ pub async fn run(source: Source) -> Result<(), String> {
     let data_dir = std::path::PathBuf::from(&config.data_dir);
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
 
-    let tls = runtime::tls(&config, &data_dir, &settings.hostname)?;
-    let mut version = 1;
-    let runtime = Arc::new(runtime::build(config, version, &settings)?);
+    let tls = Arc::new(runtime::tls(&config, &data_dir, &settings.hostname)?);
+    let throttle = Arc::new(postern_smtp::limits::AuthThrottle::default());
+    let settings = Arc::new(settings);
+
+    // The resources in force: the store's latest version, or the file's
+    // when they changed since they were last taken (docs/api.md).
+    let state_store = open_state(&config, &data_dir).await?;
+    let latest = state_store
+        .latest()
+        .await
+        .map_err(|e| format!("state store: {e}"))?;
+    let digest = state::file_digest(&config);
+    let (version, document, parent) = match latest {
+        Some(v) if v.document["FileDigest"].as_str() == Some(digest.as_str()) => {
+            (v.number, v.document, None)
+        }
+        latest => {
+            let previous = latest.as_ref().map(|v| &v.document);
+            let mut document = state::document_of(&config, previous, postern_api::ops::now());
+            document["FileDigest"] = serde_json::json!(digest);
+            let parent = latest.as_ref().map(|v| v.number).unwrap_or(0);
+            (parent + 1, document, Some(parent))
+        }
+    };
+    let prepared = gateway::prepare(&config, &settings, &tls, &throttle, version, document)
+        .map_err(|e| format!("{} (version {version} of the state): {e}", config.file))?;
+    if let Some(parent) = parent {
+        state_store
+            .commit(
+                parent,
+                &prepared.snapshot.document,
+                "file",
+                &format!("resources from {}", config.file),
+            )
+            .await
+            .map_err(|e| format!("state store: {e}"))?;
+    }
+    let runtime = prepared.runtime.clone();
+    metrics::gauge!("postern_config_version").set(version as f64);
     let (spool, recovered) = Spool::open(&data_dir.join("spool"))
         .await
         .map_err(|e| format!("spool {}: {e}", data_dir.join("spool").display()))?;
@@ -117,12 +155,10 @@ pub async fn run(source: Source) -> Result<(), String> {
         max_depth: settings.max_spool_depth,
     });
     let connections = Connections::new(settings.limits.max_connections);
-    let throttle = Arc::new(postern_smtp::limits::AuthThrottle::default());
     let mut ingress_configs: HashMap<String, Arc<ArcSwap<SessionConfig>>> = HashMap::new();
     let mut listening = Vec::new();
-    for (ingress_id, session_config) in
-        runtime::session_configs(&runtime, &tls, &settings, &throttle)?
-    {
+    let mut listening_by_id: HashMap<String, Vec<String>> = HashMap::new();
+    for (ingress_id, session_config) in prepared.sessions {
         let shared = Arc::new(ArcSwap::new(Arc::new(session_config)));
         let current = shared.load_full();
         let (plain, wrapped) = runtime::listeners(&runtime.config, &ingress_id);
@@ -134,6 +170,10 @@ pub async fn run(source: Source) -> Result<(), String> {
                         current.ingress.name
                     )
                 })?;
+                listening_by_id
+                    .entry(ingress_id.clone())
+                    .or_default()
+                    .push(address.to_string());
                 listening.push(format!(
                     "{address} ({}ingress point {})",
                     if implicit { "implicit TLS, " } else { "" },
@@ -151,6 +191,46 @@ pub async fn run(source: Source) -> Result<(), String> {
         }
         ingress_configs.insert(ingress_id, shared);
     }
+    let (api_keys, credentials) = gateway::access_keys(&config, &data_dir)?;
+    let poll = std::time::Duration::from_secs(
+        config
+            .config
+            .server
+            .as_ref()
+            .and_then(|s| s.api.as_ref())
+            .and_then(|a| a.poll_seconds)
+            .unwrap_or(2) as u64,
+    );
+    let gateway = Arc::new(gateway::ServerGateway {
+        file: ArcSwap::new(Arc::new(config.clone())),
+        current: ArcSwap::new(prepared.snapshot.clone()),
+        state: state_store.clone(),
+        settings: settings.clone(),
+        tls: tls.clone(),
+        throttle: throttle.clone(),
+        pipeline: pipeline.clone(),
+        ingress: ingress_configs,
+        listening: listening_by_id,
+        links: links.clone(),
+        data_dir: data_dir.clone(),
+        installing: tokio::sync::Mutex::new(()),
+        keep_versions: config
+            .config
+            .server
+            .as_ref()
+            .and_then(|s| s.api.as_ref())
+            .and_then(|a| a.keep_versions)
+            .unwrap_or(100) as u32,
+    });
+    let api = Arc::new(postern_api::ops::Api::new(
+        gateway.clone(),
+        state_store.clone(),
+        archive.clone(),
+    ));
+    postern_api::ops::archive::recover(&api).await;
+    let api_router = postern_api::http::router(api.clone(), Arc::new(api_keys))
+        .merge(postern_api::uploads::router(api.clone()));
+    let following = tokio::spawn(gateway.clone().follow(poll, stop_tx.subscribe()));
     let http_address: SocketAddr = settings.http_listen;
     // Bound here, so that a port in use stops the start like an SMTP one.
     let http_listener = tokio::net::TcpListener::bind(http_address)
@@ -161,6 +241,7 @@ pub async fn run(source: Source) -> Result<(), String> {
         recorder,
         archive.clone(),
         links.clone(),
+        api_router,
         shutdown.clone(),
     ));
     // Signals are handled before the server says it is ready.
@@ -168,21 +249,28 @@ pub async fn run(source: Source) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     println!(
-        "postern: SMTP on {}; HTTP on {http_address}; data in {}",
+        "postern: SMTP on {}; HTTP and the Mail Manager API on {http_address}; data in {}",
         listening.join(", "),
         data_dir.display()
     );
+    if let Some(path) = credentials {
+        println!(
+            "postern: API keys in {} (AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=postern)",
+            path.display(),
+            path.display()
+        );
+    }
 
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                version += 1;
-                match reload(&source, version, &settings, &tls, &throttle, &pipeline, &ingress_configs) {
-                    Ok(()) => tracing::info!(version, "config reloaded"),
-                    Err(e) => {
-                        version -= 1;
-                        tracing::error!("config not reloaded, the running one stays:\n{e}");
-                    }
+                let reloaded = match source.load() {
+                    Ok(file) => gateway.reload_file(file).await,
+                    Err(e) => Err(e),
+                };
+                match reloaded {
+                    Ok(version) => tracing::info!(version, "config reloaded"),
+                    Err(e) => tracing::error!("config not reloaded, the running one stays:\n{e}"),
                 }
             }
             _ = terminate.recv() => break,
@@ -209,6 +297,7 @@ pub async fn run(source: Source) -> Result<(), String> {
     let _ = tokio::time::timeout(settings.grace, workers).await;
     deliveries.abort();
     retention.abort();
+    following.abort();
     tracing::info!(
         spool = spool.depth(),
         "stopped; messages left in the spool are processed at the next start"
@@ -216,38 +305,47 @@ pub async fn run(source: Source) -> Result<(), String> {
     Ok(())
 }
 
-fn reload(
-    source: &Source,
-    version: u64,
-    settings: &Settings,
-    tls: &runtime::Tls,
-    throttle: &Arc<postern_smtp::limits::AuthThrottle>,
-    pipeline: &Arc<postern_pipeline::Pipeline>,
-    ingress_configs: &HashMap<String, Arc<ArcSwap<SessionConfig>>>,
-) -> Result<(), String> {
-    let config = source.load()?;
-    let runtime = Arc::new(runtime::build(config, version, settings)?);
-    let sessions = runtime::session_configs(&runtime, tls, settings, throttle)?;
-    // An ingress point with listeners cannot go away without a restart: its
-    // sessions would accept mail that no running rule set could process.
-    for (id, shared) in ingress_configs {
-        if !sessions.iter().any(|(new_id, _)| new_id == id) {
-            return Err(format!(
-                "ingress point {} ({id}) has listeners; removing or renaming it needs a restart",
-                shared.load().ingress.name
-            ));
+/// Opens the state store `Server.State` names (default: SQLite under the
+/// data directory).
+pub async fn open_state(
+    config: &postern_config::ValidatedConfig,
+    data_dir: &std::path::Path,
+) -> Result<postern_state::State, String> {
+    let server = config.config.server.clone().unwrap_or_default();
+    let base = postern_pipeline::peers::base(config);
+    let backend = match &server.state {
+        None => postern_state::Backend::Sqlite(data_dir.join("state").join("state.sqlite")),
+        Some(postern_model::StateStoreConfig::Sqlite(path)) => {
+            postern_state::Backend::Sqlite(base.join(path))
         }
-    }
-    for (id, config) in sessions {
-        match ingress_configs.get(&id) {
-            Some(shared) => shared.store(Arc::new(config)),
-            None => {
-                tracing::warn!(ingress_point = %config.ingress.name, "a new ingress point gets its listeners at the next restart")
-            }
+        Some(postern_model::StateStoreConfig::Postgres(source)) => {
+            postern_state::Backend::Postgres(
+                postern_pipeline::peers::read_secret(config, source)
+                    .map_err(|e| format!("Server.State.Postgres: {e}"))?,
+            )
         }
+    };
+    postern_state::State::open(backend)
+        .await
+        .map_err(|e| format!("state store: {e}"))
+}
+
+/// The config in force for a file: the file's `Server` with the state
+/// store's latest resources (the file's own before the store has any).
+pub async fn in_force(
+    file: postern_config::ValidatedConfig,
+) -> Result<postern_config::ValidatedConfig, String> {
+    let data_dir = std::path::PathBuf::from(&file.data_dir);
+    let store = open_state(&file, &data_dir).await?;
+    match store
+        .latest()
+        .await
+        .map_err(|e| format!("state store: {e}"))?
+    {
+        Some(version) => state::config_of(&file, &version.document)
+            .map_err(|e| format!("version {} of the state: {e}", version.number)),
+        None => Ok(file),
     }
-    pipeline.runtime.store(runtime);
-    Ok(())
 }
 
 pub fn runtime_source(path: Option<std::path::PathBuf>) -> Source {

@@ -208,6 +208,7 @@ pub fn session_configs(
     tls: &Tls,
     settings: &Settings,
     throttle: &Arc<postern_smtp::limits::AuthThrottle>,
+    closed: &[String],
 ) -> Result<Vec<(String, SessionConfig)>, String> {
     let mut out = Vec::new();
     for (identity, ip) in runtime.config.ingress_points() {
@@ -250,6 +251,7 @@ pub fn session_configs(
                 throttle: throttle.clone(),
                 proxy_protocol: ip.proxy_protocol.unwrap_or(false),
                 config_version: runtime.version,
+                closed: closed.contains(&identity.id),
                 analyzer: (!binding.policy.analysis_needed().is_empty()).then(|| {
                     Arc::new(postern_pipeline::addons::AtRcpt {
                         addons: runtime.peers.addons.clone(),

@@ -1,0 +1,129 @@
+//! `postern apply -f FILE`: a config file's resources into the state store
+//! of a running server (the store its `Server` section names), as a new
+//! version. The difference is shown first; the version is stored only
+//! after it was checked exactly as the server checks it, and confirmed.
+//! Running servers take it within `Server.Api.PollSeconds`.
+
+use crate::server::{gateway, runtime, state};
+use clap::Args;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Store a config file's resources as the next version of a server's state.
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The config file to apply.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Apply without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Show the difference and check the file; store nothing.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+}
+
+pub fn run(args: ApplyArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("postern apply: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(apply(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("postern apply: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
+    let file = postern_config::load(&args.file).map_err(|d| d.to_string())?;
+    let data_dir = PathBuf::from(&file.data_dir);
+    let store = crate::server::open_state(&file, &data_dir).await?;
+    let latest = store
+        .latest()
+        .await
+        .map_err(|e| format!("state store: {e}"))?;
+    let previous = latest.as_ref().map(|v| &v.document);
+    let mut document = state::document_of(&file, previous, postern_api::ops::now());
+    document["FileDigest"] = serde_json::json!(state::file_digest(&file));
+    let parent = latest.as_ref().map(|v| v.number).unwrap_or(0);
+
+    let before = previous.map(state::resources_text).unwrap_or_default();
+    let after = state::resources_text(&document);
+    if before == after {
+        println!(
+            "{}: no change; version {parent} stays in force",
+            args.file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_diff(&before, &after, parent);
+
+    // Checked as the server checks it: compiled rules, peers, certificates.
+    let settings = runtime::Settings::from(&file);
+    let tls = runtime::tls(&file, &data_dir, &settings.hostname)?;
+    let throttle = std::sync::Arc::new(postern_smtp::limits::AuthThrottle::default());
+    gateway::prepare(
+        &file,
+        &settings,
+        &tls,
+        &throttle,
+        parent + 1,
+        document.clone(),
+    )?;
+
+    if args.dry_run {
+        println!("checked; nothing stored (--dry-run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err("not a terminal: give --yes to apply without a prompt".into());
+        }
+        print!("Store this as version {}? [y/N] ", parent + 1);
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing stored");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let summary = format!("postern apply -f {}", args.file.display());
+    match store.commit(parent, &document, "apply", &summary).await {
+        Ok(version) => {
+            println!(
+                "version {version} stored; running servers take it within Server.Api.PollSeconds"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(postern_state::StateError::Conflict { .. }) => Err(format!(
+            "version {} was stored by someone else meanwhile; run postern apply again to see the difference from it",
+            parent + 1
+        )),
+        Err(e) => Err(format!("state store: {e}")),
+    }
+}
+
+/// A line diff of the resources, as `diff -u` prints one.
+fn print_diff(before: &str, after: &str, version: u64) {
+    let diff = similar::TextDiff::from_lines(before, after);
+    print!(
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header(&format!("version {version}"), "this file")
+    );
+}

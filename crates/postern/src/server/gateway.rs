@@ -1,0 +1,375 @@
+//! The running gateway as the API changes it: a version of the state is
+//! checked exactly as the server would run it, stored, then swapped in —
+//! the rule engines and every ingress point's session settings at once,
+//! with no restart. Versions other nodes store are picked up by polling.
+
+use super::archive::Links;
+use super::runtime::{self, Settings, Tls};
+use super::state;
+use arc_swap::ArcSwap;
+use postern_api::ops::{ApplyError, BoxFuture, Gateway, Snapshot};
+use postern_config::ValidatedConfig;
+use postern_smtp::SessionConfig;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A version checked and compiled, ready to run.
+pub struct Prepared {
+    pub snapshot: Arc<Snapshot>,
+    pub runtime: Arc<postern_pipeline::Runtime>,
+    pub sessions: Vec<(String, SessionConfig)>,
+}
+
+pub struct ServerGateway {
+    /// The config file: its `Server` is in force; its resources seed.
+    pub file: ArcSwap<ValidatedConfig>,
+    pub current: ArcSwap<Snapshot>,
+    pub state: postern_state::State,
+    pub settings: Arc<Settings>,
+    pub tls: Arc<Tls>,
+    pub throttle: Arc<postern_smtp::limits::AuthThrottle>,
+    pub pipeline: Arc<postern_pipeline::Pipeline>,
+    /// The session settings of each ingress point with listeners.
+    pub ingress: HashMap<String, Arc<ArcSwap<SessionConfig>>>,
+    /// The addresses each of them listens on.
+    pub listening: HashMap<String, Vec<String>>,
+    pub links: Links,
+    pub data_dir: PathBuf,
+    /// One install at a time on this node.
+    pub installing: tokio::sync::Mutex<()>,
+    /// Versions the state store keeps (`Server.Api.KeepVersions`).
+    pub keep_versions: u32,
+}
+
+/// Checks `document` as version `version` of the resources, with the
+/// file's `Server`, and compiles it.
+pub fn prepare(
+    file: &ValidatedConfig,
+    settings: &Settings,
+    tls: &Tls,
+    throttle: &Arc<postern_smtp::limits::AuthThrottle>,
+    version: u64,
+    document: Value,
+) -> Result<Prepared, String> {
+    let closed = state::closed_ingress_points(&document);
+    let snapshot = state::snapshot(file, version, document)?;
+    let runtime = runtime::build(snapshot.config.clone(), version, settings)?;
+    let sessions = runtime::session_configs(&runtime, tls, settings, throttle, &closed)?;
+    Ok(Prepared {
+        snapshot: Arc::new(snapshot),
+        runtime: Arc::new(runtime),
+        sessions,
+    })
+}
+
+impl ServerGateway {
+    fn prepare(&self, version: u64, document: Value) -> Result<Prepared, ApplyError> {
+        let prepared = prepare(
+            &self.file.load(),
+            &self.settings,
+            &self.tls,
+            &self.throttle,
+            version,
+            document,
+        )
+        .map_err(ApplyError::Invalid)?;
+        // An ingress point with listeners cannot go away while they run:
+        // their sessions would accept mail no rule set could process.
+        for (id, shared) in &self.ingress {
+            if !prepared.sessions.iter().any(|(new_id, _)| new_id == id) {
+                return Err(ApplyError::Refused(format!(
+                    "ingress point {} ({id}) has listeners; removing or renaming it needs a restart (close it with UpdateIngressPoint StatusToUpdate CLOSED meanwhile)",
+                    shared.load().ingress.name
+                )));
+            }
+        }
+        Ok(prepared)
+    }
+
+    fn swap(&self, prepared: Prepared) {
+        for (id, config) in prepared.sessions {
+            if let Some(shared) = self.ingress.get(&id) {
+                shared.store(Arc::new(config));
+            }
+        }
+        self.pipeline.runtime.store(prepared.runtime);
+        let version = prepared.snapshot.version;
+        self.current.store(prepared.snapshot);
+        metrics::gauge!("postern_config_version").set(version as f64);
+    }
+
+    /// Checks, stores as `parent + 1` and runs `document`.
+    async fn commit(
+        &self,
+        parent: u64,
+        document: Value,
+        source: &str,
+        summary: &str,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
+        let _one = self.installing.lock().await;
+        if self.current.load().version != parent {
+            return Err(ApplyError::Conflict);
+        }
+        let prepared = self.prepare(parent + 1, document)?;
+        match self
+            .state
+            .commit(parent, &prepared.snapshot.document, source, summary)
+            .await
+        {
+            Ok(_) => {}
+            Err(postern_state::StateError::Conflict { .. }) => return Err(ApplyError::Conflict),
+            Err(e) => return Err(ApplyError::Internal(e.to_string())),
+        }
+        let snapshot = prepared.snapshot.clone();
+        self.swap(prepared);
+        if let Err(e) = self.state.prune_versions(self.keep_versions).await {
+            tracing::warn!(error = %e, "old versions could not be deleted");
+        }
+        tracing::info!(
+            version = parent + 1,
+            source,
+            summary,
+            "new version in force"
+        );
+        Ok(snapshot)
+    }
+
+    /// The config file read again (SIGHUP): its `Server` is taken, and its
+    /// resources when they changed since they were last taken.
+    pub async fn reload_file(&self, file: ValidatedConfig) -> Result<u64, String> {
+        let digest = state::file_digest(&file);
+        self.file.store(Arc::new(file));
+        let current = self.current.load_full();
+        if current.document["FileDigest"].as_str() != Some(digest.as_str()) {
+            let mut document = state::document_of(
+                &self.file.load(),
+                Some(&current.document),
+                postern_api::ops::now(),
+            );
+            document["FileDigest"] = json!(digest);
+            let summary = format!("resources from {}", self.file.load().file);
+            return self
+                .commit(current.version, document, "file", &summary)
+                .await
+                .map(|s| s.version)
+                .map_err(describe);
+        }
+        // The same resources under new server settings.
+        let _one = self.installing.lock().await;
+        let prepared = self
+            .prepare(current.version, current.document.clone())
+            .map_err(describe)?;
+        self.swap(prepared);
+        Ok(current.version)
+    }
+
+    /// Runs versions other writers (other nodes, `postern apply`) store,
+    /// and forgets what is past its time: client tokens after a day,
+    /// finished jobs (and search results) after a week.
+    pub async fn follow(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut last_cleanup = std::time::Instant::now() - CLEANUP_EVERY;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if last_cleanup.elapsed() >= CLEANUP_EVERY {
+                last_cleanup = std::time::Instant::now();
+                self.clean_up().await;
+            }
+            let latest = match self.state.versions(1).await {
+                Ok(v) => v.first().map(|v| v.number).unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the state store could not be read");
+                    continue;
+                }
+            };
+            if latest <= self.current.load().version {
+                continue;
+            }
+            let _one = self.installing.lock().await;
+            let version = match self.state.version(latest).await {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the state store could not be read");
+                    continue;
+                }
+            };
+            if version.number <= self.current.load().version {
+                continue;
+            }
+            match self.prepare(version.number, version.document) {
+                Ok(prepared) => {
+                    self.swap(prepared);
+                    tracing::info!(version = latest, source = %version.source, summary = %version.summary, "new version in force");
+                }
+                Err(e) => tracing::error!(
+                    version = latest,
+                    "version {latest} cannot run here; version {} stays: {}",
+                    self.current.load().version,
+                    describe(e)
+                ),
+            }
+        }
+    }
+}
+
+/// How often old client tokens and finished jobs are deleted.
+const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
+
+impl ServerGateway {
+    async fn clean_up(&self) {
+        let now = time::OffsetDateTime::now_utc();
+        if let Err(e) = self
+            .state
+            .idempotent_expire(now - time::Duration::days(1))
+            .await
+        {
+            tracing::warn!(error = %e, "old client tokens could not be deleted");
+        }
+        match self
+            .state
+            .jobs_expire(
+                now - time::Duration::days(7),
+                &["COMPLETED", "FAILED", "CANCELLED", "STOPPED"],
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "finished jobs older than a week deleted"),
+            Err(e) => tracing::warn!(error = %e, "old jobs could not be deleted"),
+        }
+    }
+}
+
+pub fn describe(e: ApplyError) -> String {
+    match e {
+        ApplyError::Invalid(m) | ApplyError::Refused(m) | ApplyError::Internal(m) => m,
+        ApplyError::Conflict => "another change was stored at the same time; try again".into(),
+    }
+}
+
+impl Gateway for ServerGateway {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    fn apply(
+        &self,
+        parent: u64,
+        document: Value,
+        summary: String,
+    ) -> BoxFuture<'_, Result<Arc<Snapshot>, ApplyError>> {
+        Box::pin(async move { self.commit(parent, document, "api", &summary).await })
+    }
+
+    fn listening(&self, ingress_point_id: &str) -> Vec<String> {
+        self.listening
+            .get(ingress_point_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn message_link(&self, archived_message_id: &str) -> String {
+        self.links
+            .link(archived_message_id, time::OffsetDateTime::now_utc())
+    }
+
+    fn upload_link(&self, job_id: &str) -> String {
+        self.links
+            .upload_link(job_id, time::OffsetDateTime::now_utc())
+    }
+
+    fn check_upload(&self, job_id: &str, expires: i64, signature: &str) -> bool {
+        self.links
+            .check_upload(job_id, expires, signature, time::OffsetDateTime::now_utc())
+    }
+
+    fn export_storage(&self, bucket: &str) -> Result<postern_archive::ExportDestination, String> {
+        let file = self.file.load();
+        let server = file.config.server.clone().unwrap_or_default();
+        let storage = postern_pipeline::peers::object_storage(
+            &file,
+            server.object_storage.as_ref(),
+            &self.data_dir,
+        )
+        .map_err(|e| format!("Server.ObjectStorage{e}"))?;
+        Ok(postern_archive::ExportDestination {
+            storage,
+            bucket: bucket.to_string(),
+            prefix: String::new(),
+        })
+    }
+}
+
+/// The API's access keys: `Server.Api.AccessKeys`, or the pair generated
+/// at the first start in `DataDir/state/credentials` (an AWS shared
+/// credentials file, profile `postern`). Returns the keys and, for the
+/// generated pair, the file.
+pub fn access_keys(
+    file: &ValidatedConfig,
+    data_dir: &std::path::Path,
+) -> Result<(postern_api::sigv4::Keys, Option<PathBuf>), String> {
+    let server = file.config.server.clone().unwrap_or_default();
+    if let Some(keys) = server.api.and_then(|a| a.access_keys) {
+        let mut pairs = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let secret = postern_pipeline::peers::read_secret(file, &key.secret_access_key)
+                .map_err(|e| format!("Server.Api.AccessKeys[{i}].SecretAccessKey: {e}"))?;
+            pairs.push((key.access_key_id.clone(), secret));
+        }
+        return Ok((postern_api::sigv4::Keys::new(pairs), None));
+    }
+    let path = data_dir.join("state").join("credentials");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let value = |name: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let (Some(id), Some(secret)) =
+            (value("aws_access_key_id"), value("aws_secret_access_key"))
+        {
+            return Ok((postern_api::sigv4::Keys::new([(id, secret)]), Some(path)));
+        }
+        return Err(format!(
+            "{}: no aws_access_key_id and aws_secret_access_key in it",
+            path.display()
+        ));
+    }
+    let id = format!(
+        "PSTN{}",
+        random_text(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+    );
+    let secret = random_text(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        40,
+    );
+    let text = format!(
+        "# The key pair of the Mail Manager API of this Postern (generated at its first start).\n\
+         # AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=postern\n\
+         [postern]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n",
+        path.display()
+    );
+    std::fs::create_dir_all(path.parent().expect("has a parent"))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    super::archive::write_private(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((postern_api::sigv4::Keys::new([(id, secret)]), Some(path)))
+}
+
+fn random_text(alphabet: &[u8], n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system's random source works");
+    bytes
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
+}

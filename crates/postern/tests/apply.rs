@@ -1,0 +1,211 @@
+//! The config file and the state store together: `postern apply -f` shows
+//! the difference, checks, stores a version that the running server takes
+//! without a restart; an unchanged file leaves changes made since (through
+//! the API) in force across a restart, a changed file becomes a new version.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use support::*;
+
+fn config(dir: &Path, smtp: u16, http: u16, rule: &str) -> String {
+    format!(
+        "Server:\n  DataDir: {data}\n  HttpListen: 127.0.0.1:{http}\n  Authentication: {{Enabled: false}}\n  Api: {{PollSeconds: 1}}\n\
+TrafficPolicies:\n  - TrafficPolicyName: all\n    DefaultAction: ALLOW\n    PolicyStatements: []\n\
+RuleSets:\n  - RuleSetName: main\n    Rules:\n{rule}\
+IngressPoints:\n  - IngressPointName: gateway\n    Type: OPEN\n    TrafficPolicyId: all\n    RuleSetId: main\n    Listen: [\"127.0.0.1:{smtp}\"]\n\
+Archives:\n  - ArchiveName: kept\n",
+        data = dir.join("data").display(),
+    )
+}
+
+const DROP: &str = "      - Name: drop-all\n        Actions: [{Drop: {}}]\n";
+const ARCHIVE: &str =
+    "      - Name: keep-all\n        Actions: [{Archive: {TargetArchive: kept}}]\n";
+
+fn apply(file: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_postern"))
+        .arg("apply")
+        .arg("-f")
+        .arg(file)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The rules that matched the message with queue id `id`, from its trace.
+fn rules_of(server: &Server, id: &str) -> Vec<String> {
+    let record = server.wait_trace("Message", "QueueId", id);
+    record["Recipients"][0]["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Rule"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
+    let dir = TempDir::new("apply");
+    let ports = free_ports(2);
+    let server = Server::start(
+        dir.path(),
+        ports[0],
+        &config(dir.path(), ports[0], ports[1], DROP),
+    );
+    let first = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: one\r\n\r\nbody\r\n",
+    );
+    server.wait_trace("Message", "QueueId", &first);
+    assert!(server.archived().is_empty(), "dropped under version 1");
+
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(&candidate, config(dir.path(), ports[0], ports[1], ARCHIVE)).unwrap();
+
+    // A dry run shows the difference and stores nothing.
+    let out = apply(&candidate, &["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("-")
+            && shown.contains("drop-all")
+            && shown.contains("+")
+            && shown.contains("keep-all"),
+        "{shown}"
+    );
+    assert!(shown.contains("nothing stored"), "{shown}");
+
+    // Without a terminal, a store needs --yes.
+    let out = apply(&candidate, &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+
+    // A file the gateway could not run is refused, naming the field.
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        config(dir.path(), ports[0], ports[1], ARCHIVE)
+            .replace("TargetArchive: kept", "TargetArchive: nowhere"),
+    )
+    .unwrap();
+    let out = apply(&broken, &["--yes"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("Actions[0].Archive.TargetArchive"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = apply(&candidate, &["--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("version 2 stored"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_for("the server to take version 2", || {
+        server.log().contains("new version in force").then_some(())
+    });
+    let second = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: two\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &second), vec!["keep-all".to_string()]);
+    wait_for("the message archived", || {
+        server
+            .archived()
+            .iter()
+            .any(|(_, b)| contains(b, "Subject: two"))
+            .then_some(())
+    });
+
+    // The same file again: nothing to store.
+    let out = apply(&candidate, &["--yes"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("no change; version 2 stays"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Replaces the rules of rule set `main` through the API with boto3.
+fn update_rules_with_boto3(server: &Server, http: u16, rules_json: &str) {
+    let script = format!(
+        r#"
+import boto3, json
+mm = boto3.Session(profile_name="postern").client("mailmanager", endpoint_url="http://127.0.0.1:{http}", region_name="us-east-1")
+rid = [r["RuleSetId"] for r in mm.list_rule_sets()["RuleSets"] if r["RuleSetName"] == "main"][0]
+mm.update_rule_set(RuleSetId=rid, Rules=json.loads('{rules_json}'))
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            server.data.join("state/credentials"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_unchanged_file_keeps_api_changes_and_a_changed_one_replaces_them() {
+    let dir = TempDir::new("precedence");
+    let ports = free_ports(2);
+    let file = config(dir.path(), ports[0], ports[1], DROP);
+    let mut server = Server::start(dir.path(), ports[0], &file);
+    update_rules_with_boto3(
+        &server,
+        ports[1],
+        r#"[{"Name": "keep-all", "Actions": [{"Archive": {"TargetArchive": "kept"}}]}]"#,
+    );
+    let id = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: api\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    server.kill();
+
+    // Restarted on the same file: the change made through the API stays.
+    let mut server = Server::run(dir.path(), ports[0]);
+    let id = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: restart\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    server.kill();
+
+    // A changed file is a change: its resources become the next version.
+    std::fs::write(
+        dir.path().join("postern.yaml"),
+        file.replace("drop-all", "drop-everything"),
+    )
+    .unwrap();
+    let server = Server::run(dir.path(), ports[0]);
+    let id = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: file\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &id), vec!["drop-everything".to_string()]);
+    let out = apply(&dir.path().join("postern.yaml"), &["--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("no change; version 3 stays"),
+        "{}",
+        text(&out.stdout)
+    );
+}
