@@ -33,13 +33,19 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 struct Api<O> {
     operations: Arc<O>,
     keys: Arc<Keys>,
+    /// Requests answered at once; more get ThrottlingException.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests the API answers at once (bodies of up to [`MAX_BODY`] each).
+pub const MAX_IN_FLIGHT: usize = 64;
 
 impl<O> Clone for Api<O> {
     fn clone(&self) -> Self {
         Api {
             operations: self.operations.clone(),
             keys: self.keys.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -54,7 +60,11 @@ pub fn router<O: Operations>(operations: Arc<O>, keys: Arc<Keys>) -> Router {
             &format!("/service/{prefix}/operation/{{operation}}"),
             post(cbor::<O>),
         )
-        .with_state(Api { operations, keys })
+        .with_state(Api {
+            operations,
+            keys,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        })
 }
 
 async fn json<O: Operations>(State(api): State<Api<O>>, request: Request) -> Response<Body> {
@@ -200,6 +210,19 @@ async fn answer<O: Operations>(
             error: Some(error),
             access_key,
         }
+    };
+    if let Err(error) = sigv4::precheck(&api.keys, &parts.headers, OffsetDateTime::now_utc()) {
+        return refuse(error, None, None);
+    }
+    let Ok(_permit) = api.in_flight.clone().try_acquire_owned() else {
+        return refuse(
+            ApiError::new(
+                ErrorCode::ThrottlingException,
+                format!("more than {MAX_IN_FLIGHT} requests at once; retry"),
+            ),
+            None,
+            None,
+        );
     };
     let bytes = match read_body(parts, body).await {
         Ok(bytes) => bytes,

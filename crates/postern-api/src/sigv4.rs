@@ -254,6 +254,25 @@ pub fn verify(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<String, ApiError> {
+    check(keys, method, path, query, headers, Some(body), now)
+}
+
+/// Everything [`verify`] checks that does not need the body: the header,
+/// the key, the scope, the time and which headers are signed. Run before a
+/// body is read, so that a stranger cannot make the server buffer one.
+pub fn precheck(keys: &Keys, headers: &HeaderMap, now: OffsetDateTime) -> Result<(), ApiError> {
+    check(keys, "", "", "", headers, None, now).map(|_| ())
+}
+
+fn check(
+    keys: &Keys,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> Result<String, ApiError> {
     let mut values = headers.get_all("authorization").iter();
     let Some(header) = values.next() else {
         return Err(ApiError::new(
@@ -335,6 +354,19 @@ pub fn verify(
             "'{date_header}' must be a 'SignedHeader' in the AWS Authorization."
         )));
     }
+    // The headers that choose the operation and how the body is read must
+    // be signed too, or a captured request could be replayed as another
+    // operation with the same body.
+    for name in ["x-amz-target", "smithy-protocol", "content-type"] {
+        if headers.contains_key(name) && !signed(name) {
+            return Err(incomplete(format!(
+                "'{name}' must be a 'SignedHeader' in the AWS Authorization."
+            )));
+        }
+    }
+    let Some(body) = body else {
+        return Ok(auth.access_key_id.to_string());
+    };
 
     let payload_hash = hex::encode(Sha256::digest(body));
     if let Some(claimed) = headers.get("x-amz-content-sha256") {

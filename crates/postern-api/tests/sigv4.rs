@@ -362,3 +362,35 @@ fn keys_do_not_show_their_secrets() {
     assert!(shown.contains(ACCESS_KEY_ID));
     assert!(!shown.contains(SECRET));
 }
+
+#[test]
+fn the_headers_that_choose_the_operation_must_be_signed() {
+    // Signed without X-Amz-Target, then sent with one: it could name any
+    // operation, so the request is refused before its signature is even
+    // computed.
+    let captured = &JSON_CREATE_RULE_SET;
+    let mut headers = HeaderMap::new();
+    for name in ["host", "content-type"] {
+        headers.insert(name, captured.header_map()[name].clone());
+    }
+    sign(
+        "POST",
+        "/",
+        &mut headers,
+        &captured.body(),
+        SECRET,
+        "us-east-1",
+        signed_at(),
+    );
+    headers.insert(
+        "x-amz-target",
+        HeaderValue::from_static("MailManagerSvc.DeleteRuleSet"),
+    );
+    let err = check(captured, &headers, &captured.body(), signed_at()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::IncompleteSignatureException);
+    assert!(err.message.contains("x-amz-target"), "{}", err.message);
+    // The same check runs before the body is read.
+    let err = postern_api::sigv4::precheck(&keys(), &headers, signed_at()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::IncompleteSignatureException);
+    assert!(postern_api::sigv4::precheck(&keys(), &captured.header_map(), signed_at()).is_ok());
+}
