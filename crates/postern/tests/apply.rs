@@ -136,6 +136,34 @@ fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
         "{}",
         text(&out.stdout)
     );
+
+    // Restarted on its own file, which did not change: what was applied
+    // stays in force.
+    let mut server = server;
+    server.kill();
+    let server = Server::run(dir.path(), ports[0]);
+    let third = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: three\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &third), vec!["keep-all".to_string()]);
+
+    // Removing the listening ingress point needs the servers stopped.
+    let without = dir.path().join("without.yaml");
+    std::fs::write(
+        &without,
+        config(dir.path(), ports[0], ports[1], ARCHIVE)
+            .replace("IngressPointName: gateway", "IngressPointName: renamed"),
+    )
+    .unwrap();
+    let out = apply(&without, &["--yes"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--servers-stopped"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Replaces the rules of rule set `main` through the API with boto3.
@@ -208,4 +236,50 @@ fn an_unchanged_file_keeps_api_changes_and_a_changed_one_replaces_them() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn an_api_change_racing_a_stored_version_is_made_on_top_of_it() {
+    let dir = TempDir::new("race");
+    let ports = free_ports(2);
+    // The server does not poll: only the conflict tells it of version 2.
+    let slow = |rule: &str| {
+        config(dir.path(), ports[0], ports[1], rule).replace("PollSeconds: 1", "PollSeconds: 86400")
+    };
+    let server = Server::start(dir.path(), ports[0], &slow(DROP));
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(&candidate, slow(ARCHIVE)).unwrap();
+    assert!(apply(&candidate, &["--yes"]).status.success());
+
+    let script = format!(
+        r#"
+import boto3
+mm = boto3.Session(profile_name="postern").client("mailmanager", endpoint_url="http://127.0.0.1:{http}", region_name="us-east-1")
+mm.create_rule_set(RuleSetName="extra", Rules=[{{"Name": "x", "Actions": [{{"Drop": {{}}}}]}}])
+print(sorted(r["RuleSetName"] for r in mm.list_rule_sets()["RuleSets"]))
+"#,
+        http = ports[1]
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            server.data.join("state/credentials"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "['extra', 'main']");
+    // Version 2's rules are in force, and version 3 holds both changes.
+    let id = server.send(
+        "a@sender.test",
+        &["x@example.com"],
+        "Subject: race\r\n\r\nbody\r\n",
+    );
+    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    let out = apply(&candidate, &["--dry-run"]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("version 3"), "{shown}");
+    assert!(shown.contains("-") && shown.contains("extra"), "{shown}");
 }

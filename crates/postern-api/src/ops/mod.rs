@@ -68,6 +68,9 @@ pub trait Gateway: Send + Sync + 'static {
     /// Whether an upload URL's `expires` and `signature` are the ones
     /// `upload_link` gave for `job_id`, and not expired.
     fn check_upload(&self, job_id: &str, expires: i64, signature: &str) -> bool;
+    /// How long a deleted archive stays PENDING_DELETION before its
+    /// messages are deleted (`Server.Archive.DeletionGraceDays`).
+    fn deletion_grace_seconds(&self) -> f64;
     /// The object storage an export's `s3://bucket/prefix` location names.
     fn export_storage(&self, bucket: &str) -> Result<postern_archive::ExportDestination, String>;
 }
@@ -96,10 +99,12 @@ impl Api {
         }
     }
 
-    /// Changes the document with `change` and applies it; retried on a
-    /// version another node stored meanwhile. With a client token, the
-    /// first response to the token is the response to every retry of the
-    /// same request, and a different request with the token is refused.
+    /// Changes the document with `change` and applies it; made again on
+    /// the newer version when another writer stored one meanwhile. With a
+    /// client token, the first response to the token is the response to
+    /// every retry of the same request, and a different request with the
+    /// token is refused. The token is kept in the version that the change
+    /// makes, so it is stored exactly when the change is, on every node.
     pub async fn change<R>(
         &self,
         operation: &str,
@@ -109,47 +114,52 @@ impl Api {
         respond: impl Fn(&R) -> Value,
     ) -> Result<Value, ApiError> {
         let _one_at_a_time = self.write.lock().await;
-        let digest = idempotency.map(|(_, input)| request_digest(input));
-        if let (Some((token, _)), Some(digest)) = (idempotency, &digest)
-            && let Some(seen) = self
-                .state
-                .idempotent_get(operation, token)
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-        {
-            if &seen.request_digest == digest {
-                return Ok(seen.response);
-            }
-            return Err(ApiError::conflict(format!(
-                "ClientToken {token:?} was used before with a different {operation} request"
-            )));
-        }
-        let mut attempts = 0;
+        let token = idempotency
+            .map(|(token, input)| (format!("{operation}:{token}"), request_digest(input)));
+        let mut attempts = 0u32;
         loop {
             attempts += 1;
             let snapshot = self.gateway.snapshot();
+            if let Some((key, digest)) = &token
+                && let Some(seen) = snapshot.document["ClientTokens"].get(key)
+            {
+                if seen["Digest"].as_str() == Some(digest.as_str()) {
+                    return Ok(seen["Response"].clone());
+                }
+                return Err(ApiError::conflict(format!(
+                    "ClientToken {:?} was used before with a different {operation} request",
+                    idempotency.map(|(t, _)| t).unwrap_or_default()
+                )));
+            }
             let mut document = snapshot.document.clone();
             let result = change(&snapshot, &mut document)?;
+            let response = respond(&result);
+            let at = now();
+            let tokens = crate::document::object_mut(&mut document, "ClientTokens");
+            // A token is remembered for a day, as clients retry within it.
+            tokens.retain(|_, seen| seen["At"].as_f64().is_some_and(|t| at - t < TOKEN_SECONDS));
+            if let Some((key, digest)) = &token {
+                tokens.insert(
+                    key.clone(),
+                    json!({"Digest": digest, "Response": response, "At": at}),
+                );
+            }
             match self
                 .gateway
                 .apply(snapshot.version, document, summary.clone())
                 .await
             {
-                Ok(_) => {
-                    let response = respond(&result);
-                    if let (Some((token, _)), Some(digest)) = (idempotency, &digest) {
-                        self.state
-                            .idempotent_put(operation, token, digest, &response)
-                            .await
-                            .map_err(|e| ApiError::internal(e.to_string()))?;
-                    }
-                    return Ok(response);
+                Ok(_) => return Ok(response),
+                Err(ApplyError::Conflict) if attempts < 8 => {
+                    // The gateway has taken the newer version; a short pause
+                    // lets a burst of writers on other nodes spread out.
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempts)))
+                        .await;
+                    continue;
                 }
-                Err(ApplyError::Conflict) if attempts < 5 => continue,
                 Err(ApplyError::Conflict) => {
-                    return Err(ApiError::new(
-                        crate::ErrorCode::ThrottlingException,
-                        "the state kept changing under this request; retry it",
+                    return Err(ApiError::conflict(
+                        "the resources kept changing under this request; retry it",
                     ));
                 }
                 Err(ApplyError::Invalid(message)) if message.contains("Server.Quotas") => {
@@ -162,6 +172,9 @@ impl Api {
         }
     }
 }
+
+/// How long a client token is remembered, in seconds.
+const TOKEN_SECONDS: f64 = 86_400.0;
 
 impl crate::Operations for Api {
     fn quotas(&self) -> postern_config::Quotas {
@@ -272,7 +285,12 @@ pub fn page<T: Clone>(
         .map(|n| n as usize)
         .unwrap_or(default_size)
         .max(1);
-    let end = (start + size).min(items.len());
+    if start > items.len() {
+        return Err(ApiError::validation(
+            "NextToken: not a token this service gave",
+        ));
+    }
+    let end = start.saturating_add(size).min(items.len());
     let page = items.get(start..end).unwrap_or(&[]).to_vec();
     let next = (end < items.len()).then(|| encode_token(end));
     Ok((page, next))

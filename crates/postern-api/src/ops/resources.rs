@@ -16,7 +16,7 @@ pub async fn call(api: &Api, operation: &str, input: &Value) -> Option<Result<Va
     Some(match verb {
         Verb::Create => create(api, operation, kind, input).await,
         Verb::Get => get(&api.gateway.snapshot(), api, kind, input),
-        Verb::List => list(&api.gateway.snapshot(), kind, input),
+        Verb::List => list(&api.gateway.snapshot(), api, kind, input),
         Verb::Update => update(api, kind, input).await,
         Verb::Delete => delete(api, kind, input).await,
     })
@@ -108,6 +108,10 @@ async fn create(
     if let Some(map) = item.as_object_mut() {
         map.remove("ClientToken");
         map.insert(k.id_member.into(), json!(id));
+        if let Some(tags) = map.get("Tags").and_then(Value::as_array) {
+            let tags = super::tags::checked(tags)?;
+            map.insert("Tags".into(), json!(tags));
+        }
     }
     let name = match kind {
         ResourceKind::AddonInstance => String::new(),
@@ -160,6 +164,9 @@ async fn create(
             document::touch(document, &id, now(), true);
             if kind == ResourceKind::IngressPoint {
                 document::set_meta(document, &id, "Status", json!("ACTIVE"));
+                if input["IngressPointConfiguration"]["SmtpPassword"].is_string() {
+                    document::set_meta(document, &id, "PasswordVersion", json!(1));
+                }
             }
             Ok(())
         },
@@ -191,10 +198,10 @@ fn get(
 /// An archive deleted and pending deletion, as GetArchive shows it.
 fn pending_archive(snapshot: &Snapshot, reference: &str) -> Option<Value> {
     let deleted = snapshot.document["Deleted"].as_object()?;
+    // By id or ARN only: a new archive may have the name meanwhile.
     let (id, entry) = deleted.iter().find(|(id, entry)| {
-        id.as_str() == reference
-            || entry["Item"]["ArchiveName"].as_str() == Some(reference)
-            || arn(snapshot, ResourceKind::Archive, id) == reference
+        (id.as_str() == reference || arn(snapshot, ResourceKind::Archive, id) == reference)
+            && !purged(entry)
     })?;
     let item = &entry["Item"];
     let (created, updated) = document::times(&snapshot.document, id);
@@ -211,6 +218,12 @@ fn pending_archive(snapshot: &Snapshot, reference: &str) -> Option<Value> {
         out["KmsKeyArn"] = json!(key);
     }
     Some(out)
+}
+
+/// Whether a deleted archive's grace period is over (its messages are
+/// deleted then, and the archive is gone).
+fn purged(entry: &Value) -> bool {
+    entry["PurgeAfter"].as_f64().is_some_and(|at| now() >= at)
 }
 
 fn retention(item: &Value) -> Value {
@@ -288,7 +301,10 @@ fn describe(
             }
             let include_trust_store =
                 input.is_some_and(|i| i["IncludeTrustStoreContents"].as_str() == Some("INCLUDE"));
-            if let Some(auth) = auth_configuration(item, include_trust_store) {
+            let password_version = snapshot.document["Meta"][id]["PasswordVersion"]
+                .as_u64()
+                .unwrap_or(1);
+            if let Some(auth) = auth_configuration(item, include_trust_store, password_version) {
                 out.insert("IngressPointAuthConfiguration".into(), auth);
             }
             out.insert("CreatedTimestamp".into(), json!(created));
@@ -370,17 +386,17 @@ fn a_record(snapshot: &Snapshot, api: &Api, id: &str) -> String {
 }
 
 /// IngressPointAuthConfiguration from the item's IngressPointConfiguration:
-/// never the password itself, a version naming it.
-fn auth_configuration(item: &Value, include_trust_store: bool) -> Option<Value> {
+/// never the password itself, only which version of it is in force (1 at
+/// creation, one more at each change through UpdateIngressPoint).
+fn auth_configuration(
+    item: &Value,
+    include_trust_store: bool,
+    password_version: u64,
+) -> Option<Value> {
     let config = item["IngressPointConfiguration"].as_object()?;
-    if let Some(password) = config.get("SmtpPassword").and_then(Value::as_str) {
-        let digest = ring::digest::digest(&ring::digest::SHA256, password.as_bytes());
-        let version: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+    if config.contains_key("SmtpPassword") {
         return Some(
-            json!({"IngressPointPasswordConfiguration": {"SmtpPasswordVersion": version}}),
+            json!({"IngressPointPasswordConfiguration": {"SmtpPasswordVersion": password_version.to_string()}}),
         );
     }
     if let Some(arn) = config.get("SecretArn") {
@@ -400,7 +416,12 @@ fn auth_configuration(item: &Value, include_trust_store: bool) -> Option<Value> 
     None
 }
 
-fn list(snapshot: &Snapshot, kind: ResourceKind, input: &Value) -> Result<Value, ApiError> {
+fn list(
+    snapshot: &Snapshot,
+    api: &Api,
+    kind: ResourceKind,
+    input: &Value,
+) -> Result<Value, ApiError> {
     let k = info(kind);
     let identities = snapshot.config.index.identities(kind);
     let items = document::items(&snapshot.document, kind);
@@ -414,9 +435,9 @@ fn list(snapshot: &Snapshot, kind: ResourceKind, input: &Value) -> Result<Value,
             match kind {
                 ResourceKind::RuleSet => json!({"RuleSetId": identity.id, "RuleSetName": identity.name, "LastModificationDate": updated}),
                 ResourceKind::TrafficPolicy => json!({"TrafficPolicyId": identity.id, "TrafficPolicyName": identity.name, "DefaultAction": item["DefaultAction"]}),
-                ResourceKind::IngressPoint => {
-                    json!({"IngressPointId": identity.id, "IngressPointName": identity.name, "Type": item["Type"]})
-                }
+                ResourceKind::IngressPoint => json!({
+                    "IngressPointId": identity.id, "IngressPointName": identity.name, "Type": item["Type"],
+                    "Status": ingress_status(snapshot, api, &identity.id), "ARecord": a_record(snapshot, api, &identity.id)}),
                 ResourceKind::AddressList => json!({"AddressListId": identity.id, "AddressListArn": identity.arn, "AddressListName": identity.name, "CreatedTimestamp": created, "LastUpdatedTimestamp": updated}),
                 ResourceKind::Archive => json!({"ArchiveId": identity.id, "ArchiveName": identity.name, "ArchiveState": "ACTIVE", "LastUpdatedTimestamp": updated}),
                 ResourceKind::Relay => json!({"RelayId": identity.id, "RelayName": identity.name, "LastModifiedTimestamp": updated}),
@@ -431,7 +452,7 @@ fn list(snapshot: &Snapshot, kind: ResourceKind, input: &Value) -> Result<Value,
     if kind == ResourceKind::Archive
         && let Some(deleted) = snapshot.document["Deleted"].as_object()
     {
-        for (id, entry) in deleted {
+        for (id, entry) in deleted.iter().filter(|(_, e)| !purged(e)) {
             summaries.push(json!({"ArchiveId": id, "ArchiveName": entry["Item"]["ArchiveName"], "ArchiveState": "PENDING_DELETION", "LastUpdatedTimestamp": entry["Deleted"]}));
         }
     }
@@ -491,6 +512,12 @@ async fn update(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, A
                     item[*member] = input[*member].clone();
                 }
             }
+            if input["IngressPointConfiguration"]["SmtpPassword"].is_string() {
+                let version = document["Meta"][&id]["PasswordVersion"]
+                    .as_u64()
+                    .unwrap_or(1);
+                document::set_meta(document, &id, "PasswordVersion", json!(version + 1));
+            }
             if let Some(status) = input["StatusToUpdate"].as_str() {
                 document::set_meta(document, &id, "Status", json!(status));
             }
@@ -534,7 +561,12 @@ async fn delete(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, A
                 let item = document::items_mut(document, kind).remove(position);
                 if kind == ResourceKind::Archive {
                     let deleted = document::object_mut(document, "Deleted");
-                    deleted.insert(identity.id.clone(), json!({"Item": item, "Deleted": now()}));
+                    let at = now();
+                    let purge_after = at + api.gateway.deletion_grace_seconds();
+                    deleted.insert(
+                        identity.id.clone(),
+                        json!({"Item": item, "Deleted": at, "PurgeAfter": purge_after}),
+                    );
                 } else {
                     document::object_mut(document, "Meta").remove(&identity.id);
                 }

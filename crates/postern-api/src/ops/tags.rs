@@ -40,6 +40,20 @@ fn list(snapshot: &Snapshot, input: &Value) -> Result<Value, ApiError> {
     Ok(json!({ "Tags": tags }))
 }
 
+/// Tags as given at create: reserved keys refused, the last value of a key
+/// given twice kept.
+pub fn checked(tags: &[Value]) -> Result<Vec<Value>, ApiError> {
+    check_keys(tags.iter().filter_map(|t| t["Key"].as_str()))?;
+    let mut out: Vec<Value> = Vec::new();
+    for tag in tags {
+        match out.iter_mut().find(|old| old["Key"] == tag["Key"]) {
+            Some(old) => *old = tag.clone(),
+            None => out.push(tag.clone()),
+        }
+    }
+    Ok(out)
+}
+
 fn check_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
     for key in keys {
         if key.to_ascii_lowercase().starts_with("aws:") {

@@ -22,6 +22,10 @@ pub struct ApplyArgs {
     /// Show the difference and check the file; store nothing.
     #[arg(long, conflicts_with = "yes")]
     pub dry_run: bool,
+    /// The servers on this state are stopped: ingress points with
+    /// listeners may be removed or renamed.
+    #[arg(long)]
+    pub servers_stopped: bool,
 }
 
 pub fn run(args: ApplyArgs) -> ExitCode {
@@ -54,19 +58,50 @@ async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("state store: {e}"))?;
     let previous = latest.as_ref().map(|v| &v.document);
     let mut document = state::document_of(&file, previous, postern_api::ops::now());
-    document["FileDigest"] = serde_json::json!(state::file_digest(&file));
+    // What the servers compare their own files with stays as it was: a
+    // server restarted on its unchanged file keeps what was applied.
+    if let Some(digest) = previous.and_then(|p| p.get("FileDigest")) {
+        document["FileDigest"] = digest.clone();
+    }
     let parent = latest.as_ref().map(|v| v.number).unwrap_or(0);
 
-    let before = previous.map(state::resources_text).unwrap_or_default();
-    let after = state::resources_text(&document);
-    if before == after {
+    let unchanged = previous.map(state::resources) == Some(state::resources(&document));
+    if unchanged {
         println!(
             "{}: no change; version {parent} stays in force",
             args.file.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    print_diff(&before, &after, parent);
+    let before = previous.map(state::resources_text).unwrap_or_default();
+    let after = state::resources_text(&document);
+    if before == after {
+        println!("--- version {parent}\n+++ this file\n(only sensitive values differ)");
+    } else {
+        print_diff(&before, &after, parent);
+    }
+
+    // Running servers cannot close the listeners of an ingress point that
+    // goes away; it is removed while they are stopped.
+    let now_listening = previous
+        .map(state::listening_ingress_points)
+        .unwrap_or_default();
+    let kept: Vec<String> =
+        postern_api::document::items(&document, postern_model::ResourceKind::IngressPoint)
+            .iter()
+            .filter_map(|ip| ip["IngressPointId"].as_str().map(str::to_string))
+            .collect();
+    let removed: Vec<&str> = now_listening
+        .iter()
+        .filter(|(id, _)| !kept.contains(id))
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if !removed.is_empty() && !args.servers_stopped {
+        return Err(format!(
+            "this removes or renames ingress points with listeners ({}); running servers cannot drop their sockets, so stop the servers on this state, apply with --servers-stopped, and start them again",
+            removed.join(", ")
+        ));
+    }
 
     // Checked as the server checks it: compiled rules, peers, certificates.
     let settings = runtime::Settings::from(&file);

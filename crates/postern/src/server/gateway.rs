@@ -43,6 +43,10 @@ pub struct ServerGateway {
     pub installing: tokio::sync::Mutex<()>,
     /// Versions the state store keeps (`Server.Api.KeepVersions`).
     pub keep_versions: u32,
+    /// The latest stored version, when it cannot run on this node, and why.
+    pub stuck: std::sync::Mutex<Option<(u64, String)>>,
+    /// `Server.Archive.DeletionGraceDays` in seconds.
+    pub deletion_grace_seconds: f64,
 }
 
 /// Checks `document` as version `version` of the resources, with the
@@ -67,9 +71,15 @@ pub fn prepare(
 }
 
 impl ServerGateway {
-    fn prepare(&self, version: u64, document: Value) -> Result<Prepared, ApplyError> {
+    /// Checks and compiles `document` as `version` under `file`'s `Server`.
+    fn prepare(
+        &self,
+        file: &ValidatedConfig,
+        version: u64,
+        document: Value,
+    ) -> Result<Prepared, ApplyError> {
         let prepared = prepare(
-            &self.file.load(),
+            file,
             &self.settings,
             &self.tls,
             &self.throttle,
@@ -99,10 +109,58 @@ impl ServerGateway {
         self.pipeline.runtime.store(prepared.runtime);
         let version = prepared.snapshot.version;
         self.current.store(prepared.snapshot);
+        *self.stuck.lock().expect("not poisoned") = None;
         metrics::gauge!("postern_config_version").set(version as f64);
+        metrics::gauge!("postern_config_stuck").set(0.0);
     }
 
-    /// Checks, stores as `parent + 1` and runs `document`.
+    /// Checks, stores as `parent + 1` and runs `document`. The caller holds
+    /// `installing`.
+    async fn commit_locked(
+        &self,
+        file: &ValidatedConfig,
+        parent: u64,
+        document: Value,
+        source: &str,
+        summary: &str,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
+        if self.current.load().version != parent {
+            return Err(ApplyError::Conflict);
+        }
+        if let Some((version, problem)) = self.stuck.lock().expect("not poisoned").clone() {
+            return Err(ApplyError::Refused(format!(
+                "version {version} of the state is stored but cannot run on this node, so no change can be made on top of it here: {problem}"
+            )));
+        }
+        let prepared = self.prepare(file, parent + 1, document)?;
+        match self
+            .state
+            .commit(parent, &prepared.snapshot.document, source, summary)
+            .await
+        {
+            Ok(_) => {}
+            Err(postern_state::StateError::Conflict { .. }) => {
+                // Another writer was first: run what it stored, so that the
+                // caller's next attempt starts from it.
+                self.take_latest().await;
+                return Err(ApplyError::Conflict);
+            }
+            Err(e) => return Err(ApplyError::Internal(e.to_string())),
+        }
+        let snapshot = prepared.snapshot.clone();
+        self.swap(prepared);
+        tracing::info!(
+            version = parent + 1,
+            source,
+            summary,
+            "new version in force"
+        );
+        if let Err(e) = self.state.prune_versions(self.keep_versions).await {
+            tracing::warn!(error = %e, "old versions could not be deleted");
+        }
+        Ok(snapshot)
+    }
+
     async fn commit(
         &self,
         parent: u64,
@@ -111,65 +169,82 @@ impl ServerGateway {
         summary: &str,
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let _one = self.installing.lock().await;
-        if self.current.load().version != parent {
-            return Err(ApplyError::Conflict);
-        }
-        let prepared = self.prepare(parent + 1, document)?;
-        match self
-            .state
-            .commit(parent, &prepared.snapshot.document, source, summary)
+        let file = self.file.load_full();
+        self.commit_locked(&file, parent, document, source, summary)
             .await
-        {
-            Ok(_) => {}
-            Err(postern_state::StateError::Conflict { .. }) => return Err(ApplyError::Conflict),
-            Err(e) => return Err(ApplyError::Internal(e.to_string())),
-        }
-        let snapshot = prepared.snapshot.clone();
-        self.swap(prepared);
-        if let Err(e) = self.state.prune_versions(self.keep_versions).await {
-            tracing::warn!(error = %e, "old versions could not be deleted");
-        }
-        tracing::info!(
-            version = parent + 1,
-            source,
-            summary,
-            "new version in force"
-        );
-        Ok(snapshot)
     }
 
     /// The config file read again (SIGHUP): its `Server` is taken, and its
-    /// resources when they changed since they were last taken.
+    /// resources when they changed since they were last taken. A file that
+    /// is refused leaves everything as it was.
     pub async fn reload_file(&self, file: ValidatedConfig) -> Result<u64, String> {
         let digest = state::file_digest(&file);
-        self.file.store(Arc::new(file));
+        let _one = self.installing.lock().await;
         let current = self.current.load_full();
         if current.document["FileDigest"].as_str() != Some(digest.as_str()) {
-            let mut document = state::document_of(
-                &self.file.load(),
-                Some(&current.document),
-                postern_api::ops::now(),
-            );
+            let mut document =
+                state::document_of(&file, Some(&current.document), postern_api::ops::now());
             document["FileDigest"] = json!(digest);
-            let summary = format!("resources from {}", self.file.load().file);
-            return self
-                .commit(current.version, document, "file", &summary)
+            let summary = format!("resources from {}", file.file);
+            let snapshot = self
+                .commit_locked(&file, current.version, document, "file", &summary)
                 .await
-                .map(|s| s.version)
-                .map_err(describe);
+                .map_err(describe)?;
+            self.file.store(Arc::new(file));
+            return Ok(snapshot.version);
         }
-        // The same resources under new server settings.
-        let _one = self.installing.lock().await;
+        // The same resources under the file's new server settings.
         let prepared = self
-            .prepare(current.version, current.document.clone())
+            .prepare(&file, current.version, current.document.clone())
             .map_err(describe)?;
         self.swap(prepared);
+        self.file.store(Arc::new(file));
         Ok(current.version)
+    }
+
+    /// Runs the store's latest version if it is newer than the one in
+    /// force; one that cannot run here is reported once and leaves this
+    /// node on the version it runs (`postern_config_stuck` is 1).
+    async fn take_latest(&self) {
+        let latest = match self.state.latest().await {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "the state store could not be read");
+                return;
+            }
+        };
+        let running = self.current.load().version;
+        if latest.number <= running {
+            return;
+        }
+        let file = self.file.load_full();
+        match self.prepare(&file, latest.number, latest.document) {
+            Ok(prepared) => {
+                self.swap(prepared);
+                tracing::info!(version = latest.number, source = %latest.source, summary = %latest.summary, "new version in force");
+            }
+            Err(e) => {
+                let problem = describe(e);
+                let mut stuck = self.stuck.lock().expect("not poisoned");
+                if stuck.as_ref().map(|(v, _)| *v) != Some(latest.number) {
+                    tracing::error!(
+                        version = latest.number,
+                        running,
+                        "version {} of the state cannot run on this node; version {running} stays in force until a version that can is stored: {problem}",
+                        latest.number
+                    );
+                    metrics::gauge!("postern_config_stuck").set(1.0);
+                    *stuck = Some((latest.number, problem));
+                }
+            }
+        }
     }
 
     /// Runs versions other writers (other nodes, `postern apply`) store,
     /// and forgets what is past its time: client tokens after a day,
-    /// finished jobs (and search results) after a week.
+    /// finished jobs (with search results) and import jobs never started
+    /// (with their uploads) after a week.
     pub async fn follow(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut last_cleanup = std::time::Instant::now() - CLEANUP_EVERY;
         loop {
@@ -188,33 +263,17 @@ impl ServerGateway {
                     continue;
                 }
             };
-            if latest <= self.current.load().version {
+            let stuck_at = self
+                .stuck
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(|(v, _)| *v);
+            if latest <= self.current.load().version || stuck_at == Some(latest) {
                 continue;
             }
             let _one = self.installing.lock().await;
-            let version = match self.state.version(latest).await {
-                Ok(Some(v)) => v,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the state store could not be read");
-                    continue;
-                }
-            };
-            if version.number <= self.current.load().version {
-                continue;
-            }
-            match self.prepare(version.number, version.document) {
-                Ok(prepared) => {
-                    self.swap(prepared);
-                    tracing::info!(version = latest, source = %version.source, summary = %version.summary, "new version in force");
-                }
-                Err(e) => tracing::error!(
-                    version = latest,
-                    "version {latest} cannot run here; version {} stays: {}",
-                    self.current.load().version,
-                    describe(e)
-                ),
-            }
+            self.take_latest().await;
         }
     }
 }
@@ -236,7 +295,7 @@ impl ServerGateway {
             .state
             .jobs_expire(
                 now - time::Duration::days(7),
-                &["COMPLETED", "FAILED", "CANCELLED", "STOPPED"],
+                &["COMPLETED", "FAILED", "CANCELLED", "STOPPED", "CREATED"],
             )
             .await
         {
@@ -290,13 +349,17 @@ impl Gateway for ServerGateway {
             .check_upload(job_id, expires, signature, time::OffsetDateTime::now_utc())
     }
 
+    fn deletion_grace_seconds(&self) -> f64 {
+        self.deletion_grace_seconds
+    }
+
     fn export_storage(&self, bucket: &str) -> Result<postern_archive::ExportDestination, String> {
         let file = self.file.load();
         let server = file.config.server.clone().unwrap_or_default();
         let storage = postern_pipeline::peers::object_storage(
             &file,
             server.object_storage.as_ref(),
-            &self.data_dir,
+            &self.data_dir.join("s3"),
         )
         .map_err(|e| format!("Server.ObjectStorage{e}"))?;
         Ok(postern_archive::ExportDestination {

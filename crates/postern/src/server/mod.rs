@@ -221,6 +221,9 @@ pub async fn run(source: Source) -> Result<(), String> {
             .and_then(|s| s.api.as_ref())
             .and_then(|a| a.keep_versions)
             .unwrap_or(100) as u32,
+        stuck: std::sync::Mutex::new(None),
+        deletion_grace_seconds: f64::from(archive_settings.deletion_grace_days.unwrap_or(30))
+            * 86_400.0,
     });
     let api = Arc::new(postern_api::ops::Api::new(
         gateway.clone(),

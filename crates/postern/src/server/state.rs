@@ -135,9 +135,8 @@ pub fn closed_ingress_points(document: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The document as a config file would declare its resources (no ids the
-/// file did not give, no API bookkeeping): what `postern apply` compares.
-pub fn resources_text(document: &Value) -> String {
+/// The document's resources, as a config file declares them.
+pub fn resources(document: &Value) -> Value {
     let mut root = serde_json::Map::new();
     if let Some(resources) = document["Resources"].as_object() {
         for kind in ResourceKind::ALL {
@@ -149,7 +148,85 @@ pub fn resources_text(document: &Value) -> String {
             }
         }
     }
-    stable_text(&Value::Object(root))
+    Value::Object(root)
+}
+
+/// The resources as text to compare (what `postern apply` shows), with
+/// every value the model calls sensitive (passwords) replaced.
+pub fn resources_text(document: &Value) -> String {
+    let mut resources = resources(document);
+    for kind in ResourceKind::ALL {
+        let shape = format!("Config{kind:?}");
+        if let Some(items) = resources
+            .get_mut(document::info(kind).section)
+            .and_then(Value::as_array_mut)
+        {
+            for item in items {
+                redact(item, &shape);
+            }
+        }
+    }
+    stable_text(&resources)
+}
+
+/// Replaces the values of sensitive shapes in `value`, read as `shape`.
+fn redact(value: &mut Value, shape: &str) {
+    use postern_model::schema::{Kind, Schema};
+    let Some(shape) = Schema::get().try_shape(shape) else {
+        return;
+    };
+    if shape.sensitive && !value.is_null() {
+        *value = Value::String("(sensitive)".into());
+        return;
+    }
+    match (shape.kind, value) {
+        (Kind::Structure | Kind::Union, Value::Object(map)) => {
+            for member in &shape.members {
+                if let Some(v) = map.get_mut(&member.name) {
+                    redact(v, &member.shape);
+                }
+            }
+        }
+        (Kind::List, Value::Array(list)) => {
+            if let Some(element) = &shape.element {
+                for v in list {
+                    redact(v, element);
+                }
+            }
+        }
+        (Kind::Map, Value::Object(map)) => {
+            if let Some(element) = &shape.element {
+                for v in map.values_mut() {
+                    redact(v, element);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The ingress points of a document that listen (declare `Listen` or
+/// `ListenTls`), by id, with their names.
+pub fn listening_ingress_points(document: &Value) -> Vec<(String, String)> {
+    document::items(document, ResourceKind::IngressPoint)
+        .iter()
+        .filter(|ip| {
+            ip["Listen"].as_array().is_some_and(|l| !l.is_empty())
+                || ip["ListenTls"].as_array().is_some_and(|l| !l.is_empty())
+        })
+        .map(|ip| {
+            (
+                ip["IngressPointId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                ip["IngressPointName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
 }
 
 /// A stable, line-oriented rendering (pretty JSON, keys sorted), so that a
@@ -227,6 +304,18 @@ AddressLists:
         let c = file_digest(&load(&CONFIG.replace("ceo@", "cfo@")));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let file = load(&CONFIG.replace(
+            "    Type: OPEN\n",
+            "    Type: AUTH\n    IngressPointConfiguration: {SmtpPassword: \"S3cretPassw0rd!xyz\"}\n",
+        ));
+        let text = resources_text(&document_of(&file, None, 0.0));
+        assert!(!text.contains("S3cret"), "{text}");
+        assert!(text.contains("\"SmtpPassword\": \"(sensitive)\""), "{text}");
+        assert!(text.contains("ceo@example.com"), "{text}");
     }
 
     #[test]
