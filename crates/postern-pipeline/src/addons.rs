@@ -140,6 +140,14 @@ fn failed(kind: Kind) -> Fields {
         .collect()
 }
 
+/// The add-on names Postern runs, for messages.
+const AVAILABLE: &str = "Postern runs POSTERN_DNSBL (also as SPAMHAUS_DBL, ABUSIX_MAIL_INTELLIGENCE), POSTERN_RSPAMD (also as VADE_ADVANCED_EMAIL_SECURITY) and POSTERN_CLAMAV (also as TRENDMICRO_VSAPI)";
+
+/// Where Rspamd's normal worker listens unless an instance says otherwise.
+pub const DEFAULT_RSPAMD_URL: &str = "http://127.0.0.1:11333";
+/// clamd's socket as Debian's clamav-daemon sets it up.
+pub const DEFAULT_CLAMD_SOCKET: &str = "/var/run/clamav/clamd.ctl";
+
 impl Addons {
     /// The add-on instances of `config`; problems are added by field path.
     pub fn build(
@@ -148,6 +156,14 @@ impl Addons {
         problems: &mut Vec<String>,
     ) -> Addons {
         let mut by_arn = HashMap::new();
+        for (i, (_, subscription)) in config.addon_subscriptions().enumerate() {
+            if Kind::of(&subscription.addon_name).is_none() {
+                problems.push(format!(
+                    "AddonSubscriptions[{i}].AddonName: {} is not an add-on Postern runs; {AVAILABLE}",
+                    subscription.addon_name
+                ));
+            }
+        }
         for (i, (identity, instance)) in config.addon_instances().enumerate() {
             let at = format!("AddonInstances[{i}]");
             let Some(subscription) = config
@@ -162,7 +178,7 @@ impl Addons {
             };
             let Some(kind) = Kind::of(&subscription) else {
                 problems.push(format!(
-                    "{at}: the add-on {subscription} is not available; Postern runs POSTERN_DNSBL (also as SPAMHAUS_DBL, ABUSIX_MAIL_INTELLIGENCE), POSTERN_RSPAMD (also as VADE_ADVANCED_EMAIL_SECURITY) and POSTERN_CLAMAV (also as TRENDMICRO_VSAPI)"
+                    "{at}: the add-on {subscription} is not available; {AVAILABLE}"
                 ));
                 continue;
             };
@@ -217,10 +233,11 @@ impl Addons {
                     }
                 }
                 Kind::Rspamd => {
-                    let Some(cfg) = &instance.rspamd else {
-                        problems.push(format!("{at}.Rspamd: say where Rspamd listens (Url)"));
-                        continue;
+                    let default = postern_model::RspamdConfig {
+                        url: DEFAULT_RSPAMD_URL.into(),
+                        ..Default::default()
                     };
+                    let cfg = instance.rspamd.as_ref().unwrap_or(&default);
                     let password = match &cfg.password {
                         Some(source) => match crate::peers::read_secret(config, source) {
                             Ok(p) => Some(p),
@@ -251,12 +268,7 @@ impl Addons {
                         Some(ClamavConfig::Socket(path)) => {
                             ClamdAddress::Unix(crate::peers::base(config).join(path))
                         }
-                        None => {
-                            problems.push(format!(
-                                "{at}.Clamav: say where clamd listens (Address or Socket)"
-                            ));
-                            continue;
-                        }
+                        None => ClamdAddress::Unix(DEFAULT_CLAMD_SOCKET.into()),
                     };
                     Engine::Clamav(Clamd::new(address, timeout))
                 }

@@ -86,7 +86,8 @@ impl ServerGateway {
             version,
             document,
         )
-        .map_err(ApplyError::Invalid)?;
+        // The API's callers know no config file: its name is left out.
+        .map_err(|e| ApplyError::Invalid(e.replace(&format!("{}: ", file.file), "")))?;
         // An ingress point with listeners cannot go away while they run:
         // their sessions would accept mail no rule set could process.
         for (id, shared) in &self.ingress {
