@@ -60,6 +60,7 @@ fn config() -> Arc<SessionConfig> {
                 proxy_protocol: false,
                 config_version: 1,
                 analyzer: None,
+                closed: false,
             })
         })
         .clone()
