@@ -3,17 +3,33 @@
 //!
 //! ```json
 //! {"Resources": {"RuleSets": [...], "IngressPoints": [...], ...},
-//!  "Meta": {"rs-…": {"Created": 1.7e9, "Updated": 1.7e9}, ...},
-//!  "Members": {"al-…": {"alice@example.com": 1.7e9}},
+//!  "Meta": {"rs-…": {"Created": 1.7e9, "Updated": 1.7e9},
+//!           "al-…": {"Created": 1.7e9, "Updated": 1.7e9, "MembersRevision": 42}, ...},
 //!  "Deleted": {"a-…": {"Item": {...}, "Deleted": 1.7e9}}}
 //! ```
 //!
 //! `Resources` has the sections of the config file (everything but
 //! `Server`), every item with its explicit id. `Meta` keeps what the API
 //! reports and the config file has no place for: when a resource was created
-//! and last changed, and an ingress point's status. `Members` keeps when each
-//! address list member was added. `Deleted` keeps archives that are pending
-//! deletion, as GetArchive and ListArchives still show them.
+//! and last changed, and an ingress point's status. `Deleted` keeps archives
+//! that are pending deletion, as GetArchive and ListArchives still show them.
+//!
+//! Address list members are not in the document: they are data, kept beside
+//! the versions in the state store's members table (with when each was
+//! added), and an address list item has no `Members`. What the document
+//! keeps of them is `Meta[list id].MembersRevision`: the number of the
+//! version that last changed the list's members (absent: none did). A
+//! member change is therefore a version of its own, a small one, that every
+//! node notices; the running config takes each list's members from the
+//! table, and reads a list again only when its revision changed. Revisions
+//! are version numbers, so a revision is never given to two different
+//! member sets of a list, even of a list deleted and declared again under
+//! its id.
+//!
+//! Versions before members moved to the table (written by an older
+//! Postern) held them inline, as `Members` of each address list item, and
+//! when each was added in a top-level `Members` map; [`inline_members`]
+//! reads them so that they can be moved.
 
 use postern_model::ResourceKind;
 use serde_json::{Map, Value, json};
@@ -75,7 +91,81 @@ pub fn info(kind: ResourceKind) -> KindInfo {
 
 /// A document with nothing in it.
 pub fn empty() -> Value {
-    json!({"Resources": {}, "Meta": {}, "Members": {}, "Deleted": {}})
+    json!({"Resources": {}, "Meta": {}, "Deleted": {}})
+}
+
+/// The revision of the members of list `id`: the number of the version that
+/// last changed them, 0 when none did.
+pub fn members_revision(document: &Value, id: &str) -> u64 {
+    document["Meta"][id]["MembersRevision"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Records that version `version` changes the members of list `id`.
+pub fn set_members_revision(document: &mut Value, id: &str, version: u64) {
+    set_meta(document, id, "MembersRevision", json!(version));
+}
+
+/// The id and members revision of every address list of the document.
+pub fn address_list_revisions(document: &Value) -> Vec<(String, u64)> {
+    let id_member = info(ResourceKind::AddressList).id_member;
+    items(document, ResourceKind::AddressList)
+        .iter()
+        .filter_map(|item| item[id_member].as_str())
+        .map(|id| (id.to_string(), members_revision(document, id)))
+        .collect()
+}
+
+/// Members an older version holds inline: for each address list item with
+/// `Members`, its id and each member with when it was added (epoch
+/// seconds; the list's creation time when the document does not say).
+/// Empty for a document of this version.
+pub fn inline_members(document: &Value) -> Vec<(String, Vec<(String, f64)>)> {
+    let id_member = info(ResourceKind::AddressList).id_member;
+    items(document, ResourceKind::AddressList)
+        .iter()
+        .filter_map(|item| {
+            let id = item[id_member].as_str()?;
+            let members = item.get("Members")?.as_array()?;
+            let (created, _) = times(document, id);
+            let added = &document["Members"][id];
+            let members = members
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|m| {
+                    let at = added[m.to_lowercase().as_str()]
+                        .as_f64()
+                        .or(created)
+                        .unwrap_or_default();
+                    (m.to_string(), at)
+                })
+                .collect();
+            Some((id.to_string(), members))
+        })
+        .collect()
+}
+
+/// Whether the document is of an older version that holds members inline.
+pub fn has_inline_members(document: &Value) -> bool {
+    document.get("Members").is_some()
+        || items(document, ResourceKind::AddressList)
+            .iter()
+            .any(|item| item.get("Members").is_some())
+}
+
+/// The document without the members an older version held inline.
+pub fn without_inline_members(document: &Value) -> Value {
+    let mut document = document.clone();
+    if let Some(root) = document.as_object_mut() {
+        root.remove("Members");
+    }
+    for item in items_mut(&mut document, ResourceKind::AddressList) {
+        if let Some(item) = item.as_object_mut() {
+            item.remove("Members");
+        }
+    }
+    document
 }
 
 /// The items of a kind.
@@ -268,6 +358,45 @@ mod tests {
             1
         );
         assert!(references_to(&doc, ResourceKind::Relay, &["other"]).is_empty());
+    }
+
+    #[test]
+    fn members_revisions_and_inline_members_of_older_versions() {
+        let mut doc = empty();
+        items_mut(&mut doc, ResourceKind::AddressList)
+            .push(json!({"AddressListName": "vip", "AddressListId": "al-1"}));
+        assert_eq!(address_list_revisions(&doc), vec![("al-1".to_string(), 0)]);
+        set_members_revision(&mut doc, "al-1", 7);
+        assert_eq!(members_revision(&doc, "al-1"), 7);
+        assert_eq!(address_list_revisions(&doc), vec![("al-1".to_string(), 7)]);
+        assert!(!has_inline_members(&doc));
+        assert!(inline_members(&doc).is_empty());
+
+        let older = json!({
+            "Resources": {"AddressLists": [
+                {"AddressListName": "vip", "AddressListId": "al-1",
+                 "Members": ["CEO@example.com", "cfo@example.com"]},
+                {"AddressListName": "empty", "AddressListId": "al-2"}]},
+            "Meta": {"al-1": {"Created": 10.0, "Updated": 20.0}},
+            "Members": {"al-1": {"ceo@example.com": 15.0}}});
+        assert!(has_inline_members(&older));
+        assert_eq!(
+            inline_members(&older),
+            vec![(
+                "al-1".to_string(),
+                vec![
+                    ("CEO@example.com".to_string(), 15.0),
+                    ("cfo@example.com".to_string(), 10.0)
+                ]
+            )]
+        );
+        let moved = without_inline_members(&older);
+        assert!(!has_inline_members(&moved));
+        assert_eq!(moved["Meta"], older["Meta"]);
+        assert_eq!(
+            moved["Resources"]["AddressLists"][0],
+            json!({"AddressListName": "vip", "AddressListId": "al-1"})
+        );
     }
 
     #[test]

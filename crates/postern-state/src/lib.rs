@@ -17,14 +17,20 @@
 //!   exports): one JSON document per job, with the columns needed to list
 //!   and guard them.
 //! - **Uploads**: the files uploaded for import jobs, by key.
+//! - **Address list members**: one row per list and address, with when it
+//!   was added. Members are data, not configuration: they are kept beside
+//!   the versions, changed in place (a list of a million members costs no
+//!   more per version than an empty one), and not kept per version. The
+//!   caller records a change of a list's members in the next version of
+//!   the document (a revision of the list), so that every node notices it.
 //!
 //! # Storage
 //!
 //! Tables (the same names on both backends, all prefixed `postern_` so that
 //! the state can share a PostgreSQL database with the archive index):
 //! `postern_versions`, `postern_idempotency`, `postern_jobs`,
-//! `postern_uploads` and `postern_state_migrations` (see the `schema`
-//! module). JSON is stored as text, exactly as serialized; bytes as
+//! `postern_uploads`, `postern_members` and `postern_state_migrations` (see
+//! the `schema` module). JSON is stored as text, exactly as serialized; bytes as
 //! `BLOB` (SQLite) or `BYTEA` (PostgreSQL). Timestamps are nanoseconds
 //! since the Unix epoch in a 64-bit integer, so they cover 1677-09-21 to
 //! 2262-04-11 and come back in UTC with their full precision.
@@ -39,9 +45,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row as _;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use time::OffsetDateTime;
 
@@ -250,6 +257,13 @@ const VERSION_INFO_COLUMNS: &str = "number, created_ns, source, summary";
 const VERSION_COLUMNS: &str = "number, created_ns, source, summary, document";
 /// The columns of a job.
 const JOB_COLUMNS: &str = "kind, id, resource, state, created_ns, document";
+
+/// Members written or deleted per statement in SQLite, each address a
+/// parameter of its own (well under SQLite's limit of 32,766).
+const SQLITE_MEMBER_BATCH: usize = 500;
+/// Members written or deleted per statement in PostgreSQL, as one array
+/// parameter.
+const POSTGRES_MEMBER_BATCH: usize = 10_000;
 
 impl State {
     /// Opens the state and brings its schema up to date.
@@ -686,6 +700,348 @@ impl State {
         });
         Ok(())
     }
+
+    /// Adds `addresses` to the members of list `list_id`, added at `at`;
+    /// an address that is a member already keeps the time it was added.
+    /// Returns how many were new. One transaction, however many addresses
+    /// (a million take seconds, not minutes); repeated addresses count
+    /// once.
+    ///
+    /// Addresses are stored as given: the caller normalizes them (the API
+    /// keeps them lower-cased).
+    pub async fn members_add(
+        &self,
+        list_id: &str,
+        addresses: &[String],
+        at: OffsetDateTime,
+    ) -> Result<u64, StateError> {
+        let created = nanos(at, "the time the members were added")?;
+        let addresses = sorted_unique(addresses);
+        if addresses.is_empty() {
+            return Ok(0);
+        }
+        match &self.db {
+            Db::Sqlite { pool, writer } => {
+                let _writer = writer.lock().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let added = sqlite_insert_members(&mut tx, list_id, &addresses, created).await?;
+                tx.commit().await?;
+                Ok(added)
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let added = pg_insert_members(&mut tx, list_id, &addresses, created).await?;
+                tx.commit().await?;
+                Ok(added)
+            }
+        }
+    }
+
+    /// Removes `address` from the members of list `list_id`; true when it
+    /// was a member.
+    pub async fn members_remove(&self, list_id: &str, address: &str) -> Result<bool, StateError> {
+        let sql = "DELETE FROM postern_members WHERE list_id = $1 AND address = $2";
+        let removed = with_writer!(&self.db, pool => {
+            sqlx::query(sql).bind(list_id).bind(address).execute(pool).await?.rows_affected()
+        });
+        Ok(removed > 0)
+    }
+
+    /// Makes the members of list `list_id` exactly `addresses`, in one
+    /// transaction: those that stay keep the time they were added, new
+    /// ones are added at `at`, the others are removed.
+    pub async fn members_replace(
+        &self,
+        list_id: &str,
+        addresses: &[String],
+        at: OffsetDateTime,
+    ) -> Result<(), StateError> {
+        let created = nanos(at, "the time the members were added")?;
+        let wanted = sorted_unique(addresses);
+        let present_sql = all_members_sql(&self.db);
+        match &self.db {
+            Db::Sqlite { pool, writer } => {
+                let _writer = writer.lock().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let present: String = sqlx::query_scalar(present_sql)
+                    .bind(list_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (gone, new) = differences(all_members(&present, list_id)?, &wanted);
+                let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+                sqlite_delete_members(&mut tx, list_id, &gone).await?;
+                sqlite_insert_members(&mut tx, list_id, &new, created).await?;
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let present: String = sqlx::query_scalar(present_sql)
+                    .bind(list_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (gone, new) = differences(all_members(&present, list_id)?, &wanted);
+                let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+                pg_delete_members(&mut tx, list_id, &gone).await?;
+                pg_insert_members(&mut tx, list_id, &new, created).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When `address` was added to list `list_id`, if it is a member.
+    pub async fn members_get(
+        &self,
+        list_id: &str,
+        address: &str,
+    ) -> Result<Option<OffsetDateTime>, StateError> {
+        let sql = "SELECT created_ns FROM postern_members WHERE list_id = $1 AND address = $2";
+        let created: Option<i64> = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(list_id).bind(address).fetch_optional(pool).await?
+        });
+        created.map(time_of).transpose()
+    }
+
+    /// Up to `limit` members of list `list_id` with when each was added,
+    /// in address order (byte-wise), those starting with `prefix` only
+    /// when one is given (compared as text: `%` and `_` are themselves).
+    ///
+    /// Pages: `after` is the last address of the previous page, and the
+    /// page holds the members after it; it need not be a member any more.
+    pub async fn members_page(
+        &self,
+        list_id: &str,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, OffsetDateTime)>, StateError> {
+        let mut sql =
+            String::from("SELECT address, created_ns FROM postern_members WHERE list_id = $1");
+        let mut bounds: Vec<String> = Vec::new();
+        // A prefix is a range of the key: from the prefix itself up to the
+        // first string after every string that starts with it.
+        if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
+            bounds.push(prefix.to_string());
+            sql += &format!(" AND address >= ${}", bounds.len() + 1);
+            if let Some(end) = prefix_end(prefix) {
+                bounds.push(end);
+                sql += &format!(" AND address < ${}", bounds.len() + 1);
+            }
+        }
+        if let Some(after) = after {
+            bounds.push(after.to_string());
+            sql += &format!(" AND address > ${}", bounds.len() + 1);
+        }
+        sql += &format!(" ORDER BY address LIMIT ${}", bounds.len() + 2);
+        with_pool!(&self.db, pool => {
+            let mut query = sqlx::query(&sql).bind(list_id);
+            for bound in &bounds {
+                query = query.bind(bound.as_str());
+            }
+            query
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get("address")?, time_of(row.try_get("created_ns")?)?)))
+                .collect()
+        })
+    }
+
+    /// Every member of list `list_id`, in address order (byte-wise).
+    pub async fn members_all(&self, list_id: &str) -> Result<Vec<String>, StateError> {
+        let sql = all_members_sql(&self.db);
+        let text: String = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(list_id).fetch_one(pool).await?
+        });
+        all_members(&text, list_id)
+    }
+
+    /// How many members list `list_id` has.
+    pub async fn members_count(&self, list_id: &str) -> Result<u64, StateError> {
+        let sql = "SELECT COUNT(*) FROM postern_members WHERE list_id = $1";
+        let count: i64 = with_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(list_id).fetch_one(pool).await?
+        });
+        Ok(count.max(0) as u64)
+    }
+
+    /// Removes every member of list `list_id`; returns how many there were.
+    pub async fn members_drop(&self, list_id: &str) -> Result<u64, StateError> {
+        let sql = "DELETE FROM postern_members WHERE list_id = $1";
+        Ok(with_writer!(&self.db, pool => {
+            sqlx::query(sql).bind(list_id).execute(pool).await?.rows_affected()
+        }))
+    }
+}
+
+/// The statement that reads every member of list `$1`, in address order,
+/// as one JSON array: one row costs the drivers far less than a row per
+/// address (a million rows take seconds, the array a fraction of one).
+fn all_members_sql(db: &Db) -> &'static str {
+    match db {
+        // The subquery's order is the aggregate's.
+        Db::Sqlite { .. } => {
+            "SELECT COALESCE(json_group_array(address), '[]') FROM \
+             (SELECT address FROM postern_members WHERE list_id = $1 ORDER BY address)"
+        }
+        Db::Postgres(_) => {
+            "SELECT COALESCE(json_agg(address ORDER BY address), '[]')::text \
+             FROM postern_members WHERE list_id = $1"
+        }
+    }
+}
+
+/// The members of list `list_id` from the JSON array [`all_members_sql`]
+/// reads, in address order.
+fn all_members(text: &str, list_id: &str) -> Result<Vec<String>, StateError> {
+    let mut members: Vec<String> = serde_json::from_str(text)
+        .map_err(|e| StateError::Corrupt(format!("the members of address list {list_id}: {e}")))?;
+    // In order already; sorting a sorted list only checks it.
+    members.sort_unstable();
+    Ok(members)
+}
+
+/// `addresses` sorted (byte-wise, as the members table orders them),
+/// without repeats.
+fn sorted_unique(addresses: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What turns the members `present` into `wanted` (both sorted, without
+/// repeats): those to remove, and those to add.
+fn differences<'a>(present: Vec<String>, wanted: &[&'a str]) -> (Vec<String>, Vec<&'a str>) {
+    debug_assert!(present.is_sorted() && wanted.is_sorted());
+    let mut gone = Vec::new();
+    let mut new = Vec::new();
+    let mut present = present.into_iter().peekable();
+    let mut wanted = wanted.iter().copied().peekable();
+    loop {
+        match (present.peek(), wanted.peek()) {
+            (None, None) => break,
+            (Some(_), None) => gone.extend(present.by_ref()),
+            (None, Some(_)) => new.extend(wanted.by_ref()),
+            (Some(p), Some(w)) => match p.as_str().cmp(w) {
+                std::cmp::Ordering::Less => gone.extend(present.next()),
+                std::cmp::Ordering::Greater => new.extend(wanted.next()),
+                std::cmp::Ordering::Equal => {
+                    present.next();
+                    wanted.next();
+                }
+            },
+        }
+    }
+    (gone, new)
+}
+
+/// The least string after every string that starts with `prefix`, in code
+/// point order (which is UTF-8 byte order); `None` when no string is (the
+/// prefix is all U+10FFFF).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Inserts the members `addresses` of `list_id` that are not members yet;
+/// returns how many were inserted.
+async fn sqlite_insert_members(
+    conn: &mut SqliteConnection,
+    list_id: &str,
+    addresses: &[&str],
+    created: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    for batch in addresses.chunks(SQLITE_MEMBER_BATCH) {
+        let mut sql =
+            String::from("INSERT INTO postern_members (list_id, address, created_ns) VALUES ");
+        for i in 0..batch.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql += &format!("($1, ${}, $2)", i + 3);
+        }
+        sql.push_str(" ON CONFLICT (list_id, address) DO NOTHING");
+        let mut query = sqlx::query(&sql).bind(list_id).bind(created);
+        for address in batch {
+            query = query.bind(*address);
+        }
+        inserted += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+async fn sqlite_delete_members(
+    conn: &mut SqliteConnection,
+    list_id: &str,
+    addresses: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for batch in addresses.chunks(SQLITE_MEMBER_BATCH) {
+        let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "DELETE FROM postern_members WHERE list_id = $1 AND address IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(list_id);
+        for address in batch {
+            query = query.bind(*address);
+        }
+        deleted += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+async fn pg_insert_members(
+    conn: &mut PgConnection,
+    list_id: &str,
+    addresses: &[&str],
+    created: i64,
+) -> Result<u64, sqlx::Error> {
+    let sql = "INSERT INTO postern_members (list_id, address, created_ns) \
+               SELECT $1, address, $2 FROM UNNEST($3::text[]) AS batch (address) \
+               ON CONFLICT (list_id, address) DO NOTHING";
+    let mut inserted = 0;
+    for batch in addresses.chunks(POSTGRES_MEMBER_BATCH) {
+        inserted += sqlx::query(sql)
+            .bind(list_id)
+            .bind(created)
+            .bind(batch)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(inserted)
+}
+
+async fn pg_delete_members(
+    conn: &mut PgConnection,
+    list_id: &str,
+    addresses: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let sql = "DELETE FROM postern_members WHERE list_id = $1 AND address = ANY($2::text[])";
+    let mut deleted = 0;
+    for batch in addresses.chunks(POSTGRES_MEMBER_BATCH) {
+        deleted += sqlx::query(sql)
+            .bind(list_id)
+            .bind(batch)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(deleted)
 }
 
 /// How long opening an SQLite database waits for others to let go of it.
@@ -820,6 +1176,57 @@ mod tests {
         assert_eq!(redact("not a url"), "not a url");
         let debug = format!("{:?}", Backend::Postgres("postgres://u:p@h/d".into()));
         assert!(!debug.contains(":p@"), "{debug}");
+    }
+
+    #[test]
+    fn prefixes_end_after_every_string_they_start() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a%").as_deref(), Some("a&"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
+        for (prefix, inside, outside) in [
+            ("bo", "bob@x.test", "bp"),
+            ("é", "éa@x.test", "ê"),
+            ("a\u{10FFFF}", "a\u{10FFFF}\u{10FFFF}@x", "b"),
+        ] {
+            let end = prefix_end(prefix).unwrap();
+            assert!(
+                prefix <= inside && inside < end.as_str(),
+                "{prefix} {inside}"
+            );
+            assert!(outside >= end.as_str(), "{prefix} {outside}");
+        }
+    }
+
+    #[test]
+    fn differences_walk_both_lists_once() {
+        let present = ["a", "c", "d", "f"].map(String::from).to_vec();
+        let (gone, new) = differences(present, &["b", "c", "f", "g"]);
+        assert_eq!(gone, ["a", "d"]);
+        assert_eq!(new, ["b", "g"]);
+        let (gone, new) = differences(Vec::new(), &[]);
+        assert!(gone.is_empty() && new.is_empty());
+        assert_eq!(
+            differences(vec!["a".to_string(), "z".to_string()], &["a"]),
+            (vec!["z".to_string()], vec![])
+        );
+        assert_eq!(
+            sorted_unique(&["b", "a", "b"].map(String::from)),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn members_come_back_from_their_json_array_in_order() {
+        let members = all_members(r#"["a@x.test","b\u0000@x.test","*@y.test"]"#, "al-1").unwrap();
+        assert_eq!(members, ["*@y.test", "a@x.test", "b\u{0}@x.test"]);
+        assert!(all_members("[]", "al-1").unwrap().is_empty());
+        assert!(matches!(
+            all_members("[1]", "al-1"),
+            Err(StateError::Corrupt(m)) if m.contains("al-1")
+        ));
     }
 
     #[test]

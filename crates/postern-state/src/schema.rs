@@ -91,14 +91,36 @@ const POSTGRES_V1: &[&str] = &[
     )",
 ];
 
+/// Version 2, SQLite: address list members, beside the versions. Keyed
+/// by list and address (byte-wise, SQLite's `BINARY`), so a list's members
+/// are one range of the key, in address order; `WITHOUT ROWID`, as the key
+/// is the row.
+const SQLITE_V2: &[&str] = &["CREATE TABLE postern_members (
+        list_id TEXT NOT NULL,
+        address TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        PRIMARY KEY (list_id, address)
+    ) WITHOUT ROWID"];
+
+/// Version 2, PostgreSQL: as in SQLite, the keys `COLLATE "C"`.
+const POSTGRES_V2: &[&str] = &["CREATE TABLE postern_members (
+        list_id TEXT COLLATE \"C\" NOT NULL,
+        address TEXT COLLATE \"C\" NOT NULL,
+        created_ns BIGINT NOT NULL,
+        PRIMARY KEY (list_id, address)
+    )"];
+
 /// Each migration: version, description, SQLite statements, PostgreSQL
 /// statements. Append only.
-pub(crate) const MIGRATIONS: &[(i64, &str, &[&str], &[&str])] = &[(
-    1,
-    "versions, idempotency tokens, jobs and uploads",
-    SQLITE_V1,
-    POSTGRES_V1,
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &[&str], &[&str])] = &[
+    (
+        1,
+        "versions, idempotency tokens, jobs and uploads",
+        SQLITE_V1,
+        POSTGRES_V1,
+    ),
+    (2, "address list members", SQLITE_V2, POSTGRES_V2),
+];
 
 /// The schema version this build writes.
 pub(crate) fn current_version() -> i64 {

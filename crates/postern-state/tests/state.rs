@@ -125,6 +125,15 @@ scenarios!(
     documents_round_trip_exactly,
     old_versions_are_pruned,
     finished_jobs_expire_with_their_uploads,
+    a_version_1_database_is_migrated,
+    members_add_get_remove,
+    members_pages_in_address_order,
+    members_prefixes_are_literal,
+    members_replace_keeps_what_stays,
+    members_of_lists_are_apart,
+    members_survive_a_reopen,
+    concurrent_member_writers,
+    a_million_members,
 );
 
 #[test]
@@ -502,7 +511,7 @@ mod scenario {
             assert_eq!(state.latest().await.unwrap().unwrap().number, 1);
         }
         let migrations = migrations_applied(&backend).await;
-        assert_eq!(migrations, [1]);
+        assert_eq!(migrations, [1, 2]);
     }
 
     /// The migrations the database records.
@@ -550,7 +559,7 @@ mod scenario {
             error,
             StateError::Database(
                 "the state database is at schema version 1000, newer than this Postern \
-                 knows (1); upgrade Postern"
+                 knows (2); upgrade Postern"
                     .into()
             )
         );
@@ -1112,5 +1121,475 @@ mod scenario {
                 document
             );
         }
+    }
+
+    /// Runs `sql` on the database of `backend`, outside the state.
+    async fn raw(backend: &Backend, statements: &[&str]) {
+        match backend {
+            Backend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+                    .await
+                    .unwrap();
+                for sql in statements {
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+            Backend::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                for sql in statements {
+                    sqlx::query(sql).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+        }
+    }
+
+    /// A database an earlier Postern made (schema 1, no members table)
+    /// gets the members table, and keeps what it had.
+    pub async fn a_version_1_database_is_migrated(backend: Backend) {
+        let state = open(&backend).await;
+        state.commit(0, &doc(1), "api", "one").await.unwrap();
+        state.close().await;
+        raw(
+            &backend,
+            &[
+                "DROP TABLE postern_members",
+                "DELETE FROM postern_state_migrations WHERE version = 2",
+            ],
+        )
+        .await;
+        assert_eq!(migrations_applied(&backend).await, [1]);
+
+        let state = open(&backend).await;
+        assert_eq!(migrations_applied(&backend).await, [1, 2]);
+        assert_eq!(state.latest().await.unwrap().unwrap().document, doc(1));
+        assert_eq!(
+            state
+                .members_add("al-1", &addresses(&["a@example.com"]), at(0))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(state.members_count("al-1").await.unwrap(), 1);
+    }
+
+    fn addresses(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    pub async fn members_add_get_remove(backend: Backend) {
+        let state = open(&backend).await;
+        assert_eq!(state.members_count("al-1").await.unwrap(), 0);
+        assert!(state.members_all("al-1").await.unwrap().is_empty());
+        assert_eq!(
+            state.members_get("al-1", "a@example.com").await.unwrap(),
+            None
+        );
+
+        // Repeats count once; nothing to add is no error.
+        let added = state
+            .members_add(
+                "al-1",
+                &addresses(&["b@example.com", "a@example.com", "b@example.com"]),
+                at(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(added, 2);
+        assert_eq!(state.members_add("al-1", &[], at(1)).await.unwrap(), 0);
+
+        // Adding again keeps the time each was first added.
+        let added = state
+            .members_add(
+                "al-1",
+                &addresses(&["a@example.com", "c@example.com"]),
+                at(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(added, 1);
+        let a = state
+            .members_get("al-1", "a@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a, at(0));
+        assert_eq!(a.offset(), UtcOffset::UTC, "times come back in UTC");
+        assert_eq!(
+            state.members_get("al-1", "c@example.com").await.unwrap(),
+            Some(at(10))
+        );
+        // Addresses are stored as given: matching is exact.
+        assert_eq!(
+            state.members_get("al-1", "A@example.com").await.unwrap(),
+            None
+        );
+        assert_eq!(state.members_count("al-1").await.unwrap(), 3);
+        assert_eq!(
+            state.members_all("al-1").await.unwrap(),
+            addresses(&["a@example.com", "b@example.com", "c@example.com"])
+        );
+
+        assert!(state.members_remove("al-1", "b@example.com").await.unwrap());
+        assert!(!state.members_remove("al-1", "b@example.com").await.unwrap());
+        assert_eq!(
+            state.members_get("al-1", "b@example.com").await.unwrap(),
+            None
+        );
+        assert_eq!(state.members_count("al-1").await.unwrap(), 2);
+
+        assert_eq!(state.members_drop("al-1").await.unwrap(), 2);
+        assert_eq!(state.members_drop("al-1").await.unwrap(), 0);
+        assert_eq!(state.members_count("al-1").await.unwrap(), 0);
+
+        // A time outside the stored range is refused, and nothing is added.
+        let too_late = OffsetDateTime::from_unix_timestamp(9_999_999_999).unwrap();
+        assert!(matches!(
+            state
+                .members_add("al-1", &addresses(&["a@example.com"]), too_late)
+                .await,
+            Err(StateError::Database(m)) if m.contains("outside the range")
+        ));
+        assert_eq!(state.members_count("al-1").await.unwrap(), 0);
+    }
+
+    pub async fn members_pages_in_address_order(backend: Backend) {
+        let state = open(&backend).await;
+        // Byte-wise order: upper case before lower case, ASCII before the
+        // rest, whatever the database's collation.
+        let all = addresses(&[
+            "zed@example.com",
+            "Zed@example.com",
+            "*@example.org",
+            "émile@example.com",
+            "amy@example.com",
+            "bob@example.com",
+            "bo@example.com",
+        ]);
+        state.members_add("al-1", &all, at(0)).await.unwrap();
+        let mut expected = all.clone();
+        expected.sort();
+        assert_eq!(state.members_all("al-1").await.unwrap(), expected);
+
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = state
+                .members_page("al-1", None, after.as_deref(), 3)
+                .await
+                .unwrap();
+            assert!(page.len() <= 3);
+            assert!(page.iter().all(|(_, t)| *t == at(0)));
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            seen.extend(page.into_iter().map(|(a, _)| a));
+        }
+        assert_eq!(seen, expected);
+
+        // A page goes on after its anchor, even one removed meanwhile.
+        state
+            .members_remove("al-1", "bo@example.com")
+            .await
+            .unwrap();
+        let page = state
+            .members_page("al-1", None, Some("bo@example.com"), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.into_iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            addresses(&["bob@example.com", "zed@example.com"])
+        );
+        // With a prefix and an anchor.
+        let page = state
+            .members_page("al-1", Some("b"), Some("bo@example.com"), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.into_iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            addresses(&["bob@example.com"])
+        );
+        assert!(
+            state
+                .members_page("al-1", None, None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn members_prefixes_are_literal(backend: Backend) {
+        let state = open(&backend).await;
+        let all = addresses(&[
+            "100%@example.com",
+            "100x@example.com",
+            "a_b@example.com",
+            "axb@example.com",
+            "a\\b@example.com",
+            "émile@example.com",
+            "\u{10FFFF}@example.com",
+            "bob@example.com",
+        ]);
+        state.members_add("al-1", &all, at(0)).await.unwrap();
+        let with = |prefix: &'static str| {
+            let state = state.clone();
+            async move {
+                state
+                    .members_page("al-1", Some(prefix), None, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(a, _)| a)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(with("100%").await, addresses(&["100%@example.com"]));
+        assert_eq!(with("a_").await, addresses(&["a_b@example.com"]));
+        assert_eq!(with("a\\").await, addresses(&["a\\b@example.com"]));
+        assert_eq!(with("%").await, Vec::<String>::new());
+        assert_eq!(with("é").await, addresses(&["émile@example.com"]));
+        assert_eq!(
+            with("\u{10FFFF}").await,
+            addresses(&["\u{10FFFF}@example.com"])
+        );
+        assert_eq!(
+            with("bob@example.com").await,
+            addresses(&["bob@example.com"])
+        );
+        assert_eq!(with("bob@example.comx").await, Vec::<String>::new());
+        // An empty prefix is no filter.
+        assert_eq!(with("").await.len(), all.len());
+    }
+
+    pub async fn members_replace_keeps_what_stays(backend: Backend) {
+        let state = open(&backend).await;
+        state
+            .members_add(
+                "al-1",
+                &addresses(&["a@example.com", "b@example.com", "c@example.com"]),
+                at(0),
+            )
+            .await
+            .unwrap();
+        state
+            .members_replace(
+                "al-1",
+                &addresses(&[
+                    "c@example.com",
+                    "d@example.com",
+                    "b@example.com",
+                    "d@example.com",
+                ]),
+                at(60),
+            )
+            .await
+            .unwrap();
+        let page = state.members_page("al-1", None, None, 10).await.unwrap();
+        assert_eq!(
+            page,
+            vec![
+                ("b@example.com".to_string(), at(0)),
+                ("c@example.com".to_string(), at(0)),
+                ("d@example.com".to_string(), at(60)),
+            ]
+        );
+        // The same members again change nothing; none is every one gone.
+        state
+            .members_replace(
+                "al-1",
+                &addresses(&["b@example.com", "c@example.com", "d@example.com"]),
+                at(120),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            state.members_page("al-1", None, None, 10).await.unwrap(),
+            page
+        );
+        state.members_replace("al-1", &[], at(180)).await.unwrap();
+        assert_eq!(state.members_count("al-1").await.unwrap(), 0);
+
+        // Large replacements, in several batches each way.
+        let first: Vec<String> = (0..12_000)
+            .map(|i| format!("u{i:05}@example.com"))
+            .collect();
+        state.members_replace("al-1", &first, at(0)).await.unwrap();
+        let second: Vec<String> = (6_000..25_000)
+            .map(|i| format!("u{i:05}@example.com"))
+            .collect();
+        state
+            .members_replace("al-1", &second, at(60))
+            .await
+            .unwrap();
+        assert_eq!(state.members_all("al-1").await.unwrap(), second);
+        assert_eq!(
+            state
+                .members_get("al-1", "u06000@example.com")
+                .await
+                .unwrap(),
+            Some(at(0))
+        );
+        assert_eq!(
+            state
+                .members_get("al-1", "u12000@example.com")
+                .await
+                .unwrap(),
+            Some(at(60))
+        );
+        assert_eq!(
+            state
+                .members_get("al-1", "u05999@example.com")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    pub async fn members_of_lists_are_apart(backend: Backend) {
+        let state = open(&backend).await;
+        state
+            .members_add(
+                "al-1",
+                &addresses(&["a@example.com", "b@example.com"]),
+                at(0),
+            )
+            .await
+            .unwrap();
+        state
+            .members_add(
+                "al-2",
+                &addresses(&["b@example.com", "c@example.com"]),
+                at(5),
+            )
+            .await
+            .unwrap();
+        // A list id that is the start of another's is another list.
+        state
+            .members_add("al-10", &addresses(&["d@example.com"]), at(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            state.members_all("al-1").await.unwrap(),
+            addresses(&["a@example.com", "b@example.com"])
+        );
+        assert_eq!(
+            state.members_get("al-2", "b@example.com").await.unwrap(),
+            Some(at(5))
+        );
+        state
+            .members_replace("al-1", &addresses(&["c@example.com"]), at(9))
+            .await
+            .unwrap();
+        assert!(state.members_remove("al-2", "c@example.com").await.unwrap());
+        assert_eq!(
+            state.members_all("al-1").await.unwrap(),
+            addresses(&["c@example.com"])
+        );
+        assert_eq!(
+            state.members_all("al-2").await.unwrap(),
+            addresses(&["b@example.com"])
+        );
+        assert_eq!(state.members_drop("al-1").await.unwrap(), 1);
+        assert_eq!(state.members_count("al-2").await.unwrap(), 1);
+        assert_eq!(state.members_count("al-10").await.unwrap(), 1);
+        assert!(
+            state
+                .members_page("al-", Some("a"), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn members_survive_a_reopen(backend: Backend) {
+        let state = open(&backend).await;
+        state
+            .members_add("al-1", &addresses(&["a@example.com"]), at(3))
+            .await
+            .unwrap();
+        state.close().await;
+        let reopened = open(&backend).await;
+        assert_eq!(
+            reopened.members_get("al-1", "a@example.com").await.unwrap(),
+            Some(at(3))
+        );
+    }
+
+    /// Writers on several connections at once (several nodes): every
+    /// address ends up a member once, and each add counts what it added.
+    pub async fn concurrent_member_writers(backend: Backend) {
+        let states: Vec<State> = {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(open(&backend).await);
+            }
+            v
+        };
+        let tasks: Vec<_> = states
+            .iter()
+            .enumerate()
+            .map(|(n, state)| {
+                let state = state.clone();
+                // Overlapping ranges: 0..2000, 1000..3000, 2000..4000.
+                let list: Vec<String> = (n * 1000..n * 1000 + 2000)
+                    .map(|i| format!("u{i:05}@example.com"))
+                    .collect();
+                tokio::spawn(async move {
+                    let mut added = 0;
+                    for chunk in list.chunks(250) {
+                        added += state.members_add("al-1", chunk, at(0)).await.unwrap();
+                    }
+                    added
+                })
+            })
+            .collect();
+        let mut added = 0;
+        for task in tasks {
+            added += task.await.unwrap();
+        }
+        assert_eq!(added, 4000);
+        assert_eq!(states[0].members_count("al-1").await.unwrap(), 4000);
+    }
+
+    /// A million addresses added in one call, in seconds: the figure is
+    /// printed (`--nocapture`), not asserted.
+    pub async fn a_million_members(backend: Backend) {
+        let state = open(&backend).await;
+        // Not in address order, as an import file gives them.
+        let list: Vec<String> = (0..1_000_000u64)
+            .map(|i| format!("user{:07}@example.com", (i * 7_919) % 1_000_000))
+            .collect();
+        let started = std::time::Instant::now();
+        let added = state.members_add("al-big", &list, at(0)).await.unwrap();
+        let add_time = started.elapsed();
+        assert_eq!(added, 1_000_000);
+
+        let started = std::time::Instant::now();
+        let all = state.members_all("al-big").await.unwrap();
+        let read_time = started.elapsed();
+        assert_eq!(all.len(), 1_000_000);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+
+        let started = std::time::Instant::now();
+        assert_eq!(state.members_add("al-big", &list, at(9)).await.unwrap(), 0);
+        let again_time = started.elapsed();
+
+        let started = std::time::Instant::now();
+        state
+            .members_replace("al-big", &list[..999_000], at(9))
+            .await
+            .unwrap();
+        let replace_time = started.elapsed();
+        assert_eq!(state.members_count("al-big").await.unwrap(), 999_000);
+        let page = state
+            .members_page("al-big", Some("user05"), None, 3)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 3);
+        assert!(page[0].0.starts_with("user05"));
+        println!(
+            "{backend:?}: 1,000,000 members added in {add_time:?}, read in {read_time:?}, \
+             added again (none new) in {again_time:?}, replaced (1,000 fewer) in {replace_time:?}"
+        );
     }
 }

@@ -283,3 +283,108 @@ print(sorted(r["RuleSetName"] for r in mm.list_rule_sets()["RuleSets"]))
     assert!(shown.contains("version 3"), "{shown}");
     assert!(shown.contains("-") && shown.contains("extra"), "{shown}");
 }
+
+/// `config` with a rule `listed` (dropping mail to a member of address list
+/// `vip`) before `rule`, and `vip` declaring `members`.
+fn config_with_list(dir: &Path, smtp: u16, http: u16, members: &str) -> String {
+    let listed = "      - Name: listed\n        Conditions:\n          - BooleanExpression:\n              Evaluate: {IsInAddressList: {Attribute: RECIPIENT, AddressLists: [vip]}}\n              Operator: IS_TRUE\n        Actions: [{Drop: {}}]\n";
+    config(dir, smtp, http, &format!("{listed}{ARCHIVE}"))
+        + &format!("AddressLists:\n  - AddressListName: vip\n    Members: [{members}]\n")
+}
+
+/// Whether mail to `recipient` matches rule `listed` under the version in
+/// force.
+fn listed(server: &Server, recipient: &str) -> bool {
+    let id = server.send(
+        "a@sender.test",
+        &[recipient],
+        "Subject: listed?\r\n\r\nbody\r\n",
+    );
+    rules_of(server, &id).contains(&"listed".to_string())
+}
+
+#[test]
+fn address_list_members_are_shown_counted_and_taken() {
+    let dir = TempDir::new("members");
+    let ports = free_ports(2);
+    let file = config_with_list(
+        dir.path(),
+        ports[0],
+        ports[1],
+        "A@example.com, b@example.com",
+    );
+    let mut server = Server::start(dir.path(), ports[0], &file);
+    assert!(listed(&server, "a@example.com"));
+    assert!(!listed(&server, "c@example.com"));
+
+    // The difference counts members per list; it does not list them.
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(
+        &candidate,
+        config_with_list(
+            dir.path(),
+            ports[0],
+            ports[1],
+            "b@example.com, c@example.com, \"*@partner.test\"",
+        ),
+    )
+    .unwrap();
+    let out = apply(&candidate, &["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("AddressLists[vip]: 2 members added, 1 removed"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("c@example.com") && !shown.contains("partner.test"),
+        "{shown}"
+    );
+    assert!(
+        !listed(&server, "c@example.com"),
+        "a dry run stores nothing"
+    );
+
+    let out = apply(&candidate, &["--yes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("version 2 stored"),
+        "{}",
+        text(&out.stdout)
+    );
+    wait_for("the server to take version 2", || {
+        server.log().contains("new version in force").then_some(())
+    });
+    assert!(listed(&server, "c@example.com"));
+    assert!(listed(&server, "anyone@partner.test"));
+    assert!(!listed(&server, "a@example.com"));
+    let out = apply(&candidate, &["--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("no change; version 2 stays"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Restarted on its unchanged file: the applied members stay.
+    server.kill();
+    let mut server = Server::run(dir.path(), ports[0]);
+    assert!(listed(&server, "c@example.com"));
+    assert!(!listed(&server, "a@example.com"));
+
+    // A file whose members changed replaces them at the next start.
+    server.kill();
+    std::fs::write(
+        dir.path().join("postern.yaml"),
+        config_with_list(dir.path(), ports[0], ports[1], "d@example.com"),
+    )
+    .unwrap();
+    let server = Server::run(dir.path(), ports[0]);
+    assert!(listed(&server, "d@example.com"));
+    assert!(!listed(&server, "c@example.com"));
+    let out = apply(&dir.path().join("postern.yaml"), &["--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("no change; version 3 stays"),
+        "{}",
+        text(&out.stdout)
+    );
+}

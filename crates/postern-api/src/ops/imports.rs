@@ -5,16 +5,18 @@
 //! A job is created `CREATED` with a link to upload its file to (the
 //! `PUT /uploads/{JobId}` route of `uploads.rs`, at most
 //! [`MAX_UPLOAD_BYTES`]). Starting it (`PROCESSING`) reads the upload and
-//! imports every valid address in one change of the address list (one new
-//! version of the state, however many addresses), then ends `COMPLETED`
-//! with `ImportedItemsCount` (valid addresses, including those already
-//! members) and `FailedItemsCount` (records that are not a valid address);
-//! or `FAILED` with `Error` when the file cannot be read as its format at
-//! all, has more than [`MAX_ADDRESSES`] records, or the list cannot take
-//! the addresses. `StopAddressListImportJob` ends a created or processing
-//! job `STOPPED`; a stopped job imports nothing, unless the stop came while
-//! its addresses were being stored, too late for them: then the job ends
-//! `COMPLETED`, as what it did. The upload is deleted when the job ends.
+//! imports every valid address in one change of the address list (one
+//! write of the members table, and one new version of the state that
+//! raises the list's members revision, however many addresses), then ends
+//! `COMPLETED` with `ImportedItemsCount` (valid addresses, including those
+//! already members) and `FailedItemsCount` (records that are not a valid
+//! address); or `FAILED` with `Error` when the file cannot be read as its
+//! format at all, has more than [`MAX_ADDRESSES`] records, or the list
+//! cannot take the addresses. `StopAddressListImportJob` ends a created or
+//! processing job `STOPPED`; a stopped job imports nothing, unless the stop
+//! came while its addresses were being stored, too late for them: then the
+//! job ends `COMPLETED`, as what it did. The upload is deleted when the job
+//! ends.
 //! Jobs run and recover as the archive's do (`archive.rs`, "Jobs").
 //!
 //! # File formats
@@ -371,7 +373,13 @@ async fn import(ctx: &Ctx, t: &mut Tracked, bytes: Vec<u8>) {
     // Not given up when stopped: a change half made is not left behind.
     let stored = t
         .beat_while(
-            store(ctx.gateway.clone(), &list_id, &job_id, addresses),
+            store(
+                ctx.gateway.clone(),
+                ctx.state.clone(),
+                &list_id,
+                &job_id,
+                addresses,
+            ),
             false,
             &no_progress,
         )
@@ -404,37 +412,41 @@ async fn import(ctx: &Ctx, t: &mut Tracked, bytes: Vec<u8>) {
     }
 }
 
-/// Adds `addresses` to the list `list_id` in one new version of the state;
-/// true when the list changed (false when every address was a member
-/// already). Tried again when another change came first.
+/// Adds `addresses` to the members of the list `list_id` (one write of the
+/// members table, however many addresses), then stores the version that
+/// raises the list's members revision, so that every node runs them; true
+/// when the list changed (false when every address was a member already).
+/// The version is tried again when other changes of the state came first.
 async fn store(
     gateway: Arc<dyn Gateway>,
+    state: postern_state::State,
     list_id: &str,
     job_id: &str,
     addresses: Arc<[String]>,
 ) -> Result<bool, String> {
+    let gone = || format!("address list {list_id} no longer exists");
+    let list = json!({ "AddressListId": list_id });
+    members::address_list(&gateway.snapshot(), &list).map_err(|_| gone())?;
+    let added = state
+        .members_add(list_id, &addresses, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| format!("the addresses could not be stored: {e}"))?;
+    let summary =
+        format!("StartAddressListImportJob {job_id}: {added} addresses added to {list_id}");
     for attempt in 1..=APPLY_ATTEMPTS {
         let snapshot = gateway.snapshot();
-        let (position, id) = members::address_list(&snapshot, &json!({ "AddressListId": list_id }))
-            .map_err(|_| format!("address list {list_id} no longer exists"))?;
-        let version = snapshot.version;
-        let list = addresses.clone();
-        // Copying the document and adding up to a million members is
-        // work for a blocking thread.
-        let (document, added) = tokio::task::spawn_blocking(move || {
-            let mut document = snapshot.document.clone();
-            let added = members::add(&mut document, position, &id, &list);
-            (document, added)
-        })
-        .await
-        .map_err(|e| format!("the addresses could not be added: {e}"))?;
-        if added == 0 {
-            return Ok(false);
-        }
-        let summary =
-            format!("StartAddressListImportJob {job_id}: {added} addresses added to {list_id}");
-        match gateway.apply(version, document, summary).await {
-            Ok(_) => return Ok(true),
+        let Ok((_, id)) = members::address_list(&snapshot, &list) else {
+            // Deleted while the addresses were written: they go with it.
+            members::forget_members(&state, list_id).await;
+            return Err(gone());
+        };
+        let mut document = snapshot.document.clone();
+        members::changed(&mut document, &id, snapshot.version + 1, now());
+        match gateway
+            .apply(snapshot.version, document, summary.clone())
+            .await
+        {
+            Ok(_) => return Ok(added > 0),
             Err(ApplyError::Conflict) => {
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }

@@ -6,6 +6,11 @@
 //! stores it as a new version, and swaps it in: a change the gateway could
 //! not run is refused, with the reason, before anything is stored.
 //!
+//! Address list members are the exception (`members.rs`): they are kept in
+//! the state store's members table, which their reads answer from and their
+//! writes change first; the version that follows raises the list's members
+//! revision, and the gateway runs what the table then holds.
+//!
 //! One file per area: `resources.rs` (create, get, list, update, delete of
 //! the eight resource kinds), `tags.rs`, `members.rs` (address list
 //! members), `imports.rs` (address list import jobs), `archive.rs` (archive

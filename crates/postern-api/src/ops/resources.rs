@@ -532,6 +532,7 @@ async fn update(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, A
 async fn delete(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, ApiError> {
     let k = info(kind);
     let reference = required(input, k.id_member)?.to_string();
+    let mut deleted = None;
     let result = api
         .change(
             &format!("Delete{kind:?}"),
@@ -570,14 +571,20 @@ async fn delete(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, A
                 } else {
                     document::object_mut(document, "Meta").remove(&identity.id);
                 }
-                if kind == ResourceKind::AddressList {
-                    document::object_mut(document, "Members").remove(&identity.id);
-                }
+                deleted = Some(identity.id);
                 Ok(())
             },
             |_| json!({}),
         )
         .await;
+    // An address list's members go once the version without it is stored
+    // (until then, the running version reads them).
+    if kind == ResourceKind::AddressList
+        && result.is_ok()
+        && let Some(id) = &deleted
+    {
+        super::members::forget_members(&api.state, id).await;
+    }
     // Deleting what is already gone is not an error for the operations the
     // model does not let fail with ResourceNotFoundException.
     match result {

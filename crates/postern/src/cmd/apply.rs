@@ -1,8 +1,11 @@
 //! `postern apply -f FILE`: a config file's resources into the state store
 //! of a running server (the store its `Server` section names), as a new
-//! version. The difference is shown first; the version is stored only
-//! after it was checked exactly as the server checks it, and confirmed.
-//! Running servers take it within `Server.Api.PollSeconds`.
+//! version. The difference is shown first (address list members as a line
+//! per list that counts what is added and removed); the version is stored
+//! only after it was checked exactly as the server checks it, and
+//! confirmed. The lists' members are written to the members table just
+//! before the version is stored. Running servers take it within
+//! `Server.Api.PollSeconds`.
 
 use crate::server::{gateway, runtime, state};
 use clap::Args;
@@ -64,9 +67,12 @@ async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
         document["FileDigest"] = digest.clone();
     }
     let parent = latest.as_ref().map(|v| v.number).unwrap_or(0);
+    let members = state::plan_members(&store, &file, &mut document, previous, parent + 1)
+        .await
+        .map_err(|e| format!("state store: {e}"))?;
 
-    let unchanged = previous.map(state::resources) == Some(state::resources(&document));
-    if unchanged {
+    let same_resources = previous.map(state::resources) == Some(state::resources(&document));
+    if same_resources && members.is_empty() {
         println!(
             "{}: no change; version {parent} stays in force",
             args.file.display()
@@ -76,9 +82,15 @@ async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
     let before = previous.map(state::resources_text).unwrap_or_default();
     let after = state::resources_text(&document);
     if before == after {
-        println!("--- version {parent}\n+++ this file\n(only sensitive values differ)");
+        println!("--- version {parent}\n+++ this file");
+        if !same_resources {
+            println!("(only sensitive values differ)");
+        }
     } else {
         print_diff(&before, &after, parent);
+    }
+    for line in members.summary() {
+        println!("{line}");
     }
 
     // Running servers cannot close the listeners of an ingress point that
@@ -114,6 +126,7 @@ async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
         &throttle,
         parent + 1,
         document.clone(),
+        members.members.clone(),
     )?;
 
     if args.dry_run {
@@ -136,6 +149,11 @@ async fn apply(args: ApplyArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(1));
         }
     }
+    // The members first: a version that names them finds them there.
+    members
+        .write(&store)
+        .await
+        .map_err(|e| format!("state store: {e}"))?;
     let summary = format!("postern apply -f {}", args.file.display());
     match store.commit(parent, &document, "apply", &summary).await {
         Ok(version) => {

@@ -2,6 +2,10 @@
 //! checked exactly as the server would run it, stored, then swapped in —
 //! the rule engines and every ingress point's session settings at once,
 //! with no restart. Versions other nodes store are picked up by polling.
+//!
+//! A version runs with its address lists' members from the state store's
+//! members table (`state.rs`): they are read, before the version is
+//! checked, for each list whose members revision is not the one last read.
 
 use super::archive::Links;
 use super::runtime::{self, Settings, Tls};
@@ -22,6 +26,8 @@ pub struct Prepared {
     pub snapshot: Arc<Snapshot>,
     pub runtime: Arc<postern_pipeline::Runtime>,
     pub sessions: Vec<(String, SessionConfig)>,
+    /// The members its address lists run with.
+    pub members: state::Members,
 }
 
 pub struct ServerGateway {
@@ -47,10 +53,13 @@ pub struct ServerGateway {
     pub stuck: std::sync::Mutex<Option<(u64, String)>>,
     /// `Server.Archive.DeletionGraceDays` in seconds.
     pub deletion_grace_seconds: f64,
+    /// The members of the address lists of the version in force, with the
+    /// revisions they were read at.
+    pub members: std::sync::Mutex<state::MembersCache>,
 }
 
 /// Checks `document` as version `version` of the resources, with the
-/// file's `Server`, and compiles it.
+/// file's `Server` and the address lists' `members`, and compiles it.
 pub fn prepare(
     file: &ValidatedConfig,
     settings: &Settings,
@@ -58,25 +67,37 @@ pub fn prepare(
     throttle: &Arc<postern_smtp::limits::AuthThrottle>,
     version: u64,
     document: Value,
+    members: state::Members,
 ) -> Result<Prepared, String> {
     let closed = state::closed_ingress_points(&document);
-    let snapshot = state::snapshot(file, version, document)?;
+    let snapshot = state::snapshot(file, version, document, &members)?;
     let runtime = runtime::build(snapshot.config.clone(), version, settings)?;
     let sessions = runtime::session_configs(&runtime, tls, settings, throttle, &closed)?;
     Ok(Prepared {
         snapshot: Arc::new(snapshot),
         runtime: Arc::new(runtime),
         sessions,
+        members,
     })
 }
 
 impl ServerGateway {
-    /// Checks and compiles `document` as `version` under `file`'s `Server`.
+    /// The members of the address lists of `document`: those read before
+    /// at the list's revision, the others from the store.
+    async fn members_of(&self, document: &Value) -> Result<state::Members, ApplyError> {
+        state::load_members(&self.state, document, Some(&self.members))
+            .await
+            .map_err(|e| ApplyError::Internal(format!("state store: {e}")))
+    }
+
+    /// Checks and compiles `document` as `version` under `file`'s `Server`,
+    /// its address lists with `members`.
     fn prepare(
         &self,
         file: &ValidatedConfig,
         version: u64,
         document: Value,
+        members: state::Members,
     ) -> Result<Prepared, ApplyError> {
         let prepared = prepare(
             file,
@@ -85,6 +106,7 @@ impl ServerGateway {
             &self.throttle,
             version,
             document,
+            members,
         )
         // The API's callers know no config file: its name is left out.
         .map_err(|e| ApplyError::Invalid(e.replace(&format!("{}: ", file.file), "")))?;
@@ -108,6 +130,10 @@ impl ServerGateway {
             }
         }
         self.pipeline.runtime.store(prepared.runtime);
+        self.members
+            .lock()
+            .expect("not poisoned")
+            .keep(&prepared.snapshot.document, &prepared.members);
         let version = prepared.snapshot.version;
         self.current.store(prepared.snapshot);
         *self.stuck.lock().expect("not poisoned") = None;
@@ -115,13 +141,18 @@ impl ServerGateway {
         metrics::gauge!("postern_config_stuck").set(0.0);
     }
 
-    /// Checks, stores as `parent + 1` and runs `document`. The caller holds
-    /// `installing`.
+    /// Checks, stores as `parent + 1` and runs `document`, its address
+    /// lists with `members` (the table's, once `seed` is written: the
+    /// members a file's resources bring, written after the check and before
+    /// the version). The caller holds `installing`.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_locked(
         &self,
         file: &ValidatedConfig,
         parent: u64,
         document: Value,
+        members: state::Members,
+        seed: Option<&state::MemberPlan>,
         source: &str,
         summary: &str,
     ) -> Result<Arc<Snapshot>, ApplyError> {
@@ -133,7 +164,12 @@ impl ServerGateway {
                 "version {version} of the state is stored but cannot run on this node, so no change can be made on top of it here: {problem}"
             )));
         }
-        let prepared = self.prepare(file, parent + 1, document)?;
+        let prepared = self.prepare(file, parent + 1, document, members)?;
+        if let Some(seed) = seed {
+            seed.write(&self.state)
+                .await
+                .map_err(|e| ApplyError::Internal(format!("state store: {e}")))?;
+        }
         match self
             .state
             .commit(parent, &prepared.snapshot.document, source, summary)
@@ -171,7 +207,8 @@ impl ServerGateway {
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let _one = self.installing.lock().await;
         let file = self.file.load_full();
-        self.commit_locked(&file, parent, document, source, summary)
+        let members = self.members_of(&document).await?;
+        self.commit_locked(&file, parent, document, members, None, source, summary)
             .await
     }
 
@@ -186,17 +223,35 @@ impl ServerGateway {
             let mut document =
                 state::document_of(&file, Some(&current.document), postern_api::ops::now());
             document["FileDigest"] = json!(digest);
+            let seed = state::plan_members(
+                &self.state,
+                &file,
+                &mut document,
+                Some(&current.document),
+                current.version + 1,
+            )
+            .await
+            .map_err(|e| format!("state store: {e}"))?;
             let summary = format!("resources from {}", file.file);
             let snapshot = self
-                .commit_locked(&file, current.version, document, "file", &summary)
+                .commit_locked(
+                    &file,
+                    current.version,
+                    document,
+                    seed.members.clone(),
+                    Some(&seed),
+                    "file",
+                    &summary,
+                )
                 .await
                 .map_err(describe)?;
             self.file.store(Arc::new(file));
             return Ok(snapshot.version);
         }
         // The same resources under the file's new server settings.
+        let members = self.members_of(&current.document).await.map_err(describe)?;
         let prepared = self
-            .prepare(&file, current.version, current.document.clone())
+            .prepare(&file, current.version, current.document.clone(), members)
             .map_err(describe)?;
         self.swap(prepared);
         self.file.store(Arc::new(file));
@@ -220,7 +275,19 @@ impl ServerGateway {
             return;
         }
         let file = self.file.load_full();
-        match self.prepare(&file, latest.number, latest.document) {
+        let members = match self.members_of(&latest.document).await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::warn!(
+                    version = latest.number,
+                    "the address list members of version {} could not be read: {}",
+                    latest.number,
+                    describe(e)
+                );
+                return;
+            }
+        };
+        match self.prepare(&file, latest.number, latest.document, members) {
             Ok(prepared) => {
                 self.swap(prepared);
                 tracing::info!(version = latest.number, source = %latest.source, summary = %latest.summary, "new version in force");

@@ -41,22 +41,48 @@ pub async fn run(source: Source) -> Result<(), String> {
         .latest()
         .await
         .map_err(|e| format!("state store: {e}"))?;
+    // A version an older Postern stored may hold address list members
+    // inline: they move to the members table first.
+    let latest = match latest {
+        Some(v) => Some(state::move_inline_members(&state_store, v).await?),
+        None => None,
+    };
     let digest = state::file_digest(&config);
-    let (version, document, parent) = match latest {
+    // The members the version runs with: the table's, and when the file's
+    // resources are taken, the file's lists' (written to the table once the
+    // version is checked, before it is stored).
+    let (version, document, parent, seed) = match latest {
         Some(v) if v.document["FileDigest"].as_str() == Some(digest.as_str()) => {
-            (v.number, v.document, None)
+            (v.number, v.document, None, None)
         }
         latest => {
             let previous = latest.as_ref().map(|v| &v.document);
             let mut document = state::document_of(&config, previous, postern_api::ops::now());
             document["FileDigest"] = serde_json::json!(digest);
             let parent = latest.as_ref().map(|v| v.number).unwrap_or(0);
-            (parent + 1, document, Some(parent))
+            let seed =
+                state::plan_members(&state_store, &config, &mut document, previous, parent + 1)
+                    .await
+                    .map_err(|e| format!("state store: {e}"))?;
+            (parent + 1, document, Some(parent), Some(seed))
         }
     };
-    let prepared = gateway::prepare(&config, &settings, &tls, &throttle, version, document)
-        .map_err(|e| format!("{} (version {version} of the state): {e}", config.file))?;
+    let members = match &seed {
+        Some(seed) => seed.members.clone(),
+        None => state::load_members(&state_store, &document, None)
+            .await
+            .map_err(|e| format!("state store: {e}"))?,
+    };
+    let prepared = gateway::prepare(
+        &config, &settings, &tls, &throttle, version, document, members,
+    )
+    .map_err(|e| format!("{} (version {version} of the state): {e}", config.file))?;
     if let Some(parent) = parent {
+        if let Some(seed) = &seed {
+            seed.write(&state_store)
+                .await
+                .map_err(|e| format!("state store: {e}"))?;
+        }
         state_store
             .commit(
                 parent,
@@ -68,6 +94,8 @@ pub async fn run(source: Source) -> Result<(), String> {
             .map_err(|e| format!("state store: {e}"))?;
     }
     let runtime = prepared.runtime.clone();
+    let mut members_read = state::MembersCache::default();
+    members_read.keep(&prepared.snapshot.document, &prepared.members);
     metrics::gauge!("postern_config_version").set(version as f64);
     let (spool, recovered) = Spool::open(&data_dir.join("spool"))
         .await
@@ -224,6 +252,7 @@ pub async fn run(source: Source) -> Result<(), String> {
         stuck: std::sync::Mutex::new(None),
         deletion_grace_seconds: f64::from(archive_settings.deletion_grace_days.unwrap_or(30))
             * 86_400.0,
+        members: std::sync::Mutex::new(members_read),
     });
     let api = Arc::new(postern_api::ops::Api::new(
         gateway.clone(),
@@ -345,8 +374,19 @@ pub async fn in_force(
         .await
         .map_err(|e| format!("state store: {e}"))?
     {
-        Some(version) => state::config_of(&file, &version.document)
-            .map_err(|e| format!("version {} of the state: {e}", version.number)),
+        Some(version) => {
+            // An older version's members are inline, and stay there until
+            // a server moves them.
+            let members = if postern_api::document::has_inline_members(&version.document) {
+                state::Members::new()
+            } else {
+                state::load_members(&store, &version.document, None)
+                    .await
+                    .map_err(|e| format!("state store: {e}"))?
+            };
+            state::config_of(&file, &version.document, &members)
+                .map_err(|e| format!("version {} of the state: {e}", version.number))
+        }
         None => Ok(file),
     }
 }

@@ -7,16 +7,35 @@
 //! API call); an unchanged file leaves the store's latest version, with
 //! every change made through the API since, in force. `postern apply -f`
 //! stores a file's resources as a new version of a running server's store.
+//!
+//! Address list members are kept in the store's members table, not in the
+//! versions (see `postern_api::document`). The config that runs has them
+//! inline again, as each list's `Members`, read from the table
+//! ([`load_members`], which a [`MembersCache`] spares the lists whose
+//! revision did not change). When a file's resources are taken, each
+//! declared list's members replace the table's where they differ, and the
+//! list's revision is raised ([`plan_members`]); lists no longer declared
+//! lose theirs. The table is written before the version is stored: a crash
+//! in between leaves members that the version after picks up, and a node
+//! started then reads them, as every node reads the table for what it
+//! runs.
 
 use postern_api::document;
 use postern_api::ops::Snapshot;
 use postern_config::ValidatedConfig;
 use postern_model::ResourceKind;
+use postern_state::{State, StateError, Version};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
 
-/// The resources of a config as a document: every item with its id, the
-/// members of `MembersFile` inline, `Meta` kept from `previous` for the
-/// resources that stay.
+/// The members of address lists, by list id: what a config runs with.
+pub type Members = HashMap<String, Arc<Vec<String>>>;
+
+/// The resources of a config as a document: every item with its id (an
+/// address list without its members, which are kept in the members
+/// table), `Meta` kept from `previous` for the resources that stay.
 pub fn document_of(config: &ValidatedConfig, previous: Option<&Value>, now: f64) -> Value {
     let mut doc = document::empty();
     let json = serde_json::to_value(&config.config).expect("a config serializes");
@@ -31,11 +50,11 @@ pub fn document_of(config: &ValidatedConfig, previous: Option<&Value>, now: f64)
             let mut item = item.clone();
             let id = identities[i].id.clone();
             item[info.id_member] = json!(id);
-            if kind == ResourceKind::AddressList {
-                if let Some(map) = item.as_object_mut() {
-                    map.remove("MembersFile");
-                }
-                item["Members"] = json!(config.address_list_members[i]);
+            if kind == ResourceKind::AddressList
+                && let Some(map) = item.as_object_mut()
+            {
+                map.remove("Members");
+                map.remove("MembersFile");
             }
             out.push(item);
         }
@@ -50,9 +69,6 @@ pub fn document_of(config: &ValidatedConfig, previous: Option<&Value>, now: f64)
                 document::object_mut(&mut doc, "Meta").insert(id.clone(), meta.clone());
             }
             None => document::touch(&mut doc, id, now, true),
-        }
-        if let Some(times) = previous.and_then(|p| p["Members"].get(id)) {
-            document::object_mut(&mut doc, "Members").insert(id.clone(), times.clone());
         }
     }
     // Archives deleted through the API stay pending deletion.
@@ -78,9 +94,14 @@ pub fn file_digest(config: &ValidatedConfig) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The config a document stands for, with the file's `Server`: checked as
-/// a config file is, errors given by field path.
-pub fn config_of(file: &ValidatedConfig, document: &Value) -> Result<ValidatedConfig, String> {
+/// The config a document stands for, with the file's `Server` and each
+/// address list's members from `members` (by list id): checked as a config
+/// file is, errors given by field path.
+pub fn config_of(
+    file: &ValidatedConfig,
+    document: &Value,
+    members: &Members,
+) -> Result<ValidatedConfig, String> {
     let mut root = serde_json::Map::new();
     if let Some(server) = &file.config.server {
         root.insert(
@@ -88,11 +109,33 @@ pub fn config_of(file: &ValidatedConfig, document: &Value) -> Result<ValidatedCo
             serde_json::to_value(server).expect("a server section serializes"),
         );
     }
+    let lists = document::info(ResourceKind::AddressList);
     if let Some(resources) = document["Resources"].as_object() {
         for (section, items) in resources {
-            if items.as_array().is_some_and(|a| !a.is_empty()) {
-                root.insert(section.clone(), items.clone());
+            let Some(items) = items.as_array().filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            let mut items = items.clone();
+            if section == lists.section {
+                for item in &mut items {
+                    // A list `members` does not name keeps what the document
+                    // gives it (an older version's inline members, or none).
+                    let Some(list) = item[lists.id_member]
+                        .as_str()
+                        .and_then(|id| members.get(id))
+                    else {
+                        continue;
+                    };
+                    if let Some(map) = item.as_object_mut() {
+                        if list.is_empty() {
+                            map.remove("Members");
+                        } else {
+                            map.insert("Members".into(), json!(list.as_slice()));
+                        }
+                    }
+                }
             }
+            root.insert(section.clone(), Value::Array(items));
         }
     }
     let text = serde_json::to_string(&Value::Object(root)).expect("JSON serializes");
@@ -114,14 +157,280 @@ pub fn config_of(file: &ValidatedConfig, document: &Value) -> Result<ValidatedCo
     })
 }
 
-/// The running snapshot of a version.
-pub fn snapshot(file: &ValidatedConfig, version: u64, document: Value) -> Result<Snapshot, String> {
-    let config = config_of(file, &document)?;
+/// The running snapshot of a version, its address lists with `members`.
+pub fn snapshot(
+    file: &ValidatedConfig,
+    version: u64,
+    document: Value,
+    members: &Members,
+) -> Result<Snapshot, String> {
+    let config = config_of(file, &document, members)?;
     Ok(Snapshot {
         version,
         document,
         config,
     })
+}
+
+/// The members of address lists as last loaded, by list id, with the
+/// revision they were loaded at: a list whose revision did not change is
+/// not read again.
+#[derive(Debug, Default)]
+pub struct MembersCache {
+    lists: HashMap<String, (u64, Arc<Vec<String>>)>,
+}
+
+impl MembersCache {
+    /// Keeps the lists of `document` with the members `members` gives
+    /// them, at their revisions in it; forgets the others. Only for a
+    /// document that is stored: another writer's version may give a list
+    /// the same revision with other members.
+    pub fn keep(&mut self, document: &Value, members: &Members) {
+        self.lists = document::address_list_revisions(document)
+            .into_iter()
+            .filter_map(|(id, revision)| {
+                let list = members.get(&id)?.clone();
+                Some((id, (revision, list)))
+            })
+            .collect();
+    }
+}
+
+/// The members of every address list of `document`: from `cache` for the
+/// lists loaded at their revision, from the store for the others (they are
+/// not added to the cache: see [`MembersCache::keep`]).
+pub async fn load_members(
+    store: &State,
+    document: &Value,
+    cache: Option<&Mutex<MembersCache>>,
+) -> Result<Members, StateError> {
+    let mut members = Members::new();
+    for (id, revision) in document::address_list_revisions(document) {
+        let cached = cache.and_then(|cache| {
+            let cache = cache.lock().expect("not poisoned");
+            cache
+                .lists
+                .get(&id)
+                .filter(|(at, _)| *at == revision)
+                .map(|(_, list)| list.clone())
+        });
+        let list = match cached {
+            Some(list) => list,
+            None => Arc::new(store.members_all(&id).await?),
+        };
+        members.insert(id, list);
+    }
+    Ok(members)
+}
+
+/// How the members of a config's address lists differ from the store's,
+/// and what they become when the config's resources are taken.
+#[derive(Debug, Default)]
+pub struct MemberPlan {
+    changes: Vec<ListChange>,
+    dropped: Vec<DroppedList>,
+    /// The members of every address list of the config, as they are once
+    /// the plan is written.
+    pub members: Members,
+}
+
+/// A declared list whose members differ from the store's.
+#[derive(Debug)]
+struct ListChange {
+    id: String,
+    name: String,
+    members: Arc<Vec<String>>,
+    added: usize,
+    removed: usize,
+}
+
+/// A list of the previous version that is no longer declared, with
+/// members in the store.
+#[derive(Debug)]
+struct DroppedList {
+    id: String,
+    name: String,
+    members: u64,
+}
+
+impl MemberPlan {
+    /// Whether no list's members change.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.dropped.is_empty()
+    }
+
+    /// One line per list whose members change:
+    /// `AddressLists[vip]: 3 members added, 1 removed`.
+    pub fn summary(&self) -> Vec<String> {
+        let members = |n: usize| if n == 1 { "member" } else { "members" };
+        let mut lines: Vec<String> = self
+            .changes
+            .iter()
+            .map(|c| {
+                let what = match (c.added, c.removed) {
+                    (0, removed) => format!("{removed} {} removed", members(removed)),
+                    (added, 0) => format!("{added} {} added", members(added)),
+                    (added, removed) => {
+                        format!("{added} {} added, {removed} removed", members(added))
+                    }
+                };
+                format!("AddressLists[{}]: {what}", c.name)
+            })
+            .collect();
+        lines.extend(self.dropped.iter().map(|d| {
+            let n = d.members as usize;
+            format!(
+                "AddressLists[{}]: removed with its {n} {}",
+                d.name,
+                members(n)
+            )
+        }));
+        lines
+    }
+
+    /// Writes the members: each changed list's replace the store's, those
+    /// of lists no longer declared are removed. Before the version that
+    /// names them is stored.
+    pub async fn write(&self, store: &State) -> Result<(), StateError> {
+        let now = OffsetDateTime::now_utc();
+        for change in &self.changes {
+            store
+                .members_replace(&change.id, &change.members, now)
+                .await?;
+            tracing::info!(
+                list = %change.id,
+                added = change.added,
+                removed = change.removed,
+                "address list members taken from the config file"
+            );
+        }
+        for dropped in &self.dropped {
+            store.members_drop(&dropped.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A list's members as the config declares them, as they are kept:
+/// lower-cased, sorted, without repeats.
+fn declared_members(members: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = members.iter().map(|m| m.trim().to_lowercase()).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// What taking `config`'s resources as version `version` does to the
+/// members table: each declared list's members against the store's, and
+/// the lists of `previous` that `document` (made from `config` by
+/// [`document_of`]) no longer has. The lists whose members change get
+/// revision `version` in `document`. Reads the store; writes nothing (see
+/// [`MemberPlan::write`]).
+pub async fn plan_members(
+    store: &State,
+    config: &ValidatedConfig,
+    document: &mut Value,
+    previous: Option<&Value>,
+    version: u64,
+) -> Result<MemberPlan, StateError> {
+    let mut plan = MemberPlan::default();
+    for (i, (identity, _)) in config.address_lists().enumerate() {
+        let wanted = declared_members(&config.address_list_members[i]);
+        let present = store.members_all(&identity.id).await?;
+        let wanted = Arc::new(wanted);
+        if *present != **wanted {
+            let present_set: HashSet<&str> = present.iter().map(String::as_str).collect();
+            let wanted_set: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+            plan.changes.push(ListChange {
+                id: identity.id.clone(),
+                name: identity.name.clone(),
+                members: wanted.clone(),
+                added: wanted_set.difference(&present_set).count(),
+                removed: present_set.difference(&wanted_set).count(),
+            });
+            document::set_members_revision(document, &identity.id, version);
+        }
+        plan.members.insert(identity.id.clone(), wanted);
+    }
+    let lists = document::info(ResourceKind::AddressList);
+    for item in previous
+        .map(|p| document::items(p, ResourceKind::AddressList))
+        .unwrap_or_default()
+    {
+        let Some(id) = item[lists.id_member].as_str() else {
+            continue;
+        };
+        if plan.members.contains_key(id) {
+            continue;
+        }
+        let members = store.members_count(id).await?;
+        if members > 0 {
+            plan.dropped.push(DroppedList {
+                id: id.to_string(),
+                name: item[lists.name_member].as_str().unwrap_or(id).to_string(),
+                members,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Moves the members that `latest`, a version an older Postern stored,
+/// holds inline into the members table (with when each was added), and
+/// stores the document without them as the next version; returns the
+/// store's latest version after. A version without inline members is
+/// returned as it is.
+pub async fn move_inline_members(store: &State, mut latest: Version) -> Result<Version, String> {
+    let failed = |e: StateError| format!("state store: {e}");
+    loop {
+        if !document::has_inline_members(&latest.document) {
+            return Ok(latest);
+        }
+        let mut document = document::without_inline_members(&latest.document);
+        for (id, members) in document::inline_members(&latest.document) {
+            // By when they were added, in milliseconds (as the API kept it).
+            let mut by_time: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+            for (address, at) in members {
+                by_time
+                    .entry((at * 1000.0).round() as i64)
+                    .or_default()
+                    .push(address.trim().to_lowercase());
+            }
+            for (millis, addresses) in by_time {
+                let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+                    .unwrap_or_else(|_| OffsetDateTime::now_utc());
+                store
+                    .members_add(&id, &addresses, at)
+                    .await
+                    .map_err(failed)?;
+            }
+            document::set_members_revision(&mut document, &id, latest.number + 1);
+        }
+        match store
+            .commit(
+                latest.number,
+                &document,
+                "upgrade",
+                "address list members moved to the members table",
+            )
+            .await
+        {
+            Ok(number) => {
+                tracing::info!(
+                    version = number,
+                    "address list members moved out of the versions, to the members table"
+                );
+            }
+            // Another node moved them (or changed something) first.
+            Err(StateError::Conflict { .. }) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        latest = store
+            .latest()
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| "state store: the versions are gone".to_string())?;
+    }
 }
 
 /// What the document's ingress points closed through the API are.
@@ -280,21 +589,230 @@ AddressLists:
     Members: [ceo@example.com]
 "#;
 
+    /// The members of the lists of `config`, as the file declares them.
+    fn file_members(config: &ValidatedConfig) -> Members {
+        config
+            .address_lists()
+            .enumerate()
+            .map(|(i, (identity, _))| {
+                (
+                    identity.id.clone(),
+                    Arc::new(config.address_list_members[i].clone()),
+                )
+            })
+            .collect()
+    }
+
+    fn list_id(config: &ValidatedConfig, name: &str) -> String {
+        config
+            .address_lists()
+            .find(|(identity, _)| identity.name == name)
+            .map(|(identity, _)| identity.id.clone())
+            .unwrap()
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> State {
+        State::open(postern_state::Backend::Sqlite(
+            dir.path().join("state.sqlite"),
+        ))
+        .await
+        .unwrap()
+    }
+
     #[test]
     fn a_document_round_trips_to_the_same_config() {
         let file = load(CONFIG);
         let doc = document_of(&file, None, 100.0);
-        let again = config_of(&file, &doc).unwrap();
+        // Members are not in the document; they come back from the map.
+        assert!(!doc.to_string().contains("ceo@example.com"), "{doc}");
+        assert!(doc.get("Members").is_none());
+        let again = config_of(&file, &doc, &file_members(&file)).unwrap();
         assert_eq!(
             again.index.identities(ResourceKind::RuleSet),
             file.index.identities(ResourceKind::RuleSet)
         );
         assert_eq!(again.address_list_members, file.address_list_members);
+        let empty = config_of(&file, &doc, &Members::new()).unwrap();
+        assert_eq!(empty.address_list_members, vec![Vec::<String>::new()]);
         let id = &file.index.identities(ResourceKind::RuleSet)[0].id;
         assert_eq!(document::times(&doc, id), (Some(100.0), Some(100.0)));
         // Meta is kept for what stays.
         let later = document_of(&file, Some(&doc), 200.0);
         assert_eq!(document::times(&later, id), (Some(100.0), Some(100.0)));
+    }
+
+    #[test]
+    fn members_file_members_are_not_in_the_document() {
+        let file = postern_config::parse_config(
+            "test.yaml",
+            "AddressLists:\n  - AddressListName: big\n    MembersFile: big.txt\n",
+            &|_| Ok("a@example.com\nB@example.com\n".into()),
+        )
+        .unwrap();
+        let doc = document_of(&file, None, 0.0);
+        assert_eq!(
+            doc["Resources"]["AddressLists"][0],
+            json!({"AddressListName": "big", "AddressListId": list_id(&file, "big")})
+        );
+        let again = config_of(&file, &doc, &file_members(&file)).unwrap();
+        assert_eq!(again.address_list_members, file.address_list_members);
+    }
+
+    #[tokio::test]
+    async fn the_files_members_replace_the_stores_where_they_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        // `vip` from inline members and a file, `other` when given.
+        let parse = |vip: &str, other: Option<&str>| {
+            let mut text = format!("{CONFIG}    MembersFile: vip.txt\n")
+                .replace("[ceo@example.com]", &format!("[{vip}]"));
+            if let Some(other) = other {
+                text += &format!("  - AddressListName: other\n    Members: [{other}]\n");
+            }
+            postern_config::parse_config("test.yaml", &text, &|_| Ok("CFO@example.com\n".into()))
+                .unwrap()
+        };
+        let first = parse("ceo@example.com, Ceo@Example.com", Some("x@example.com"));
+        let vip = list_id(&first, "vip");
+        let other = list_id(&first, "other");
+
+        // Version 1: both lists are new.
+        let mut doc = document_of(&first, None, 0.0);
+        let plan = plan_members(&store, &first, &mut doc, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.summary(),
+            [
+                "AddressLists[vip]: 2 members added",
+                "AddressLists[other]: 1 member added"
+            ]
+        );
+        // Kept lower-cased, sorted, once each.
+        assert_eq!(*plan.members[&vip], ["ceo@example.com", "cfo@example.com"]);
+        assert_eq!(document::members_revision(&doc, &vip), 1);
+        assert_eq!(document::members_revision(&doc, &other), 1);
+        assert!(
+            store.members_all(&vip).await.unwrap().is_empty(),
+            "planning writes nothing"
+        );
+        plan.write(&store).await.unwrap();
+        store.commit(0, &doc, "file", "one").await.unwrap();
+        assert_eq!(
+            store.members_all(&vip).await.unwrap(),
+            ["ceo@example.com", "cfo@example.com"]
+        );
+        let loaded = load_members(&store, &doc, None).await.unwrap();
+        assert_eq!(loaded, plan.members);
+
+        // The same members again: nothing changes, revisions stay.
+        let mut same = document_of(&first, Some(&doc), 0.0);
+        let plan = plan_members(&store, &first, &mut same, Some(&doc), 2)
+            .await
+            .unwrap();
+        assert!(plan.is_empty(), "{:?}", plan.summary());
+        assert_eq!(document::members_revision(&same, &vip), 1);
+
+        // One list's members change; the other list is no longer declared.
+        let second = parse("new@example.com, \"*@board.example\"", None);
+        let mut next = document_of(&second, Some(&doc), 0.0);
+        let plan = plan_members(&store, &second, &mut next, Some(&doc), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.summary(),
+            [
+                "AddressLists[vip]: 2 members added, 1 removed",
+                "AddressLists[other]: removed with its 1 member"
+            ]
+        );
+        assert_eq!(document::members_revision(&next, &vip), 2);
+        plan.write(&store).await.unwrap();
+        assert_eq!(
+            store.members_all(&vip).await.unwrap(),
+            ["*@board.example", "cfo@example.com", "new@example.com"]
+        );
+        assert_eq!(store.members_count(&other).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_cache_spares_lists_whose_revision_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let file = load(CONFIG);
+        let vip = list_id(&file, "vip");
+        let mut doc = document_of(&file, None, 0.0);
+        document::set_members_revision(&mut doc, &vip, 3);
+        store
+            .members_add(
+                &vip,
+                &["a@example.com".to_string()],
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        let cache = Mutex::new(MembersCache::default());
+        let members = load_members(&store, &doc, Some(&cache)).await.unwrap();
+        assert_eq!(*members[&vip], ["a@example.com"]);
+        cache.lock().unwrap().keep(&doc, &members);
+
+        // A change of the table without a new revision is not read...
+        store
+            .members_add(
+                &vip,
+                &["b@example.com".to_string()],
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        let members = load_members(&store, &doc, Some(&cache)).await.unwrap();
+        assert_eq!(*members[&vip], ["a@example.com"]);
+        // ... a new revision is.
+        document::set_members_revision(&mut doc, &vip, 4);
+        let members = load_members(&store, &doc, Some(&cache)).await.unwrap();
+        assert_eq!(*members[&vip], ["a@example.com", "b@example.com"]);
+        // A list no longer in the document is forgotten.
+        cache.lock().unwrap().keep(&document::empty(), &members);
+        assert!(cache.lock().unwrap().lists.is_empty());
+    }
+
+    #[tokio::test]
+    async fn members_an_older_version_holds_inline_are_moved_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let older = json!({
+            "Resources": {"AddressLists": [
+                {"AddressListName": "vip", "AddressListId": "al-1",
+                 "Members": ["CEO@example.com", "cfo@example.com"]}]},
+            "Meta": {"al-1": {"Created": 1750000000.0, "Updated": 1750000000.0}},
+            "Members": {"al-1": {"ceo@example.com": 1750000100.5}},
+            "FileDigest": "d"});
+        store.commit(0, &older, "file", "older").await.unwrap();
+        let latest = store.latest().await.unwrap().unwrap();
+        let moved = move_inline_members(&store, latest).await.unwrap();
+        assert_eq!(moved.number, 2);
+        assert!(!document::has_inline_members(&moved.document));
+        assert_eq!(moved.document["FileDigest"], "d");
+        assert_eq!(document::members_revision(&moved.document, "al-1"), 2);
+        assert_eq!(
+            store.members_all("al-1").await.unwrap(),
+            ["ceo@example.com", "cfo@example.com"]
+        );
+        let ceo = store
+            .members_get("al-1", "ceo@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ceo.unix_timestamp_nanos(), 1_750_000_100_500_000_000);
+        let cfo = store
+            .members_get("al-1", "cfo@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cfo.unix_timestamp(), 1_750_000_000);
+        // A version of this Postern is left as it is.
+        let again = move_inline_members(&store, moved.clone()).await.unwrap();
+        assert_eq!(again, moved);
     }
 
     #[test]
@@ -315,7 +833,8 @@ AddressLists:
         let text = resources_text(&document_of(&file, None, 0.0));
         assert!(!text.contains("S3cret"), "{text}");
         assert!(text.contains("\"SmtpPassword\": \"(sensitive)\""), "{text}");
-        assert!(text.contains("ceo@example.com"), "{text}");
+        // Members are not resources of the document.
+        assert!(!text.contains("ceo@example.com"), "{text}");
     }
 
     #[test]
@@ -324,7 +843,7 @@ AddressLists:
         let mut doc = document_of(&file, None, 0.0);
         doc["Resources"]["RuleSets"][0]["Rules"][0]["Actions"] =
             json!([{"Archive": {"TargetArchive": "nowhere"}}]);
-        let e = config_of(&file, &doc).unwrap_err();
+        let e = config_of(&file, &doc, &file_members(&file)).unwrap_err();
         assert!(
             e.contains("RuleSets[0].Rules[0].Actions[0].Archive.TargetArchive"),
             "{e}"
