@@ -88,11 +88,28 @@ pub fn file_digest(config: &ValidatedConfig) -> String {
     if let Some(map) = resources.as_object_mut() {
         map.remove("Server");
     }
+    // Where this node listens is its own (see `config_of`), not a change of
+    // the shared resources.
+    for item in resources["IngressPoints"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(map) = item.as_object_mut() {
+            for member in NODE_MEMBERS {
+                map.remove(*member);
+            }
+        }
+    }
     // Members of a MembersFile count too: a changed members file is a change.
     let text = format!("{resources}\n{:?}", config.address_list_members);
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The members of an ingress point that belong to a node: where it listens.
+/// Nodes sharing a state store each listen where their own file says.
+const NODE_MEMBERS: &[&str] = &["Listen", "ListenTls"];
 
 /// The config a document stands for, with the file's `Server` and each
 /// address list's members from `members` (by list id): checked as a config
@@ -116,6 +133,32 @@ pub fn config_of(
                 continue;
             };
             let mut items = items.clone();
+            if section == document::info(ResourceKind::IngressPoint).section {
+                // An ingress point this node's file declares listens where
+                // the file says, whatever the node that stored the version
+                // listens on.
+                for item in &mut items {
+                    let Some(id) = item["IngressPointId"].as_str() else {
+                        continue;
+                    };
+                    let Some((_, own)) = file.ingress_points().find(|(i, _)| i.id == id) else {
+                        continue;
+                    };
+                    let own = serde_json::to_value(own).expect("an ingress point serializes");
+                    if let Some(map) = item.as_object_mut() {
+                        for member in NODE_MEMBERS {
+                            match own.get(*member) {
+                                Some(v) if !v.is_null() => {
+                                    map.insert((*member).into(), v.clone());
+                                }
+                                _ => {
+                                    map.remove(*member);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             if section == lists.section {
                 for item in &mut items {
                     // A list `members` does not name keeps what the document
@@ -820,8 +863,24 @@ AddressLists:
         let a = file_digest(&load(CONFIG));
         let b = file_digest(&load(&CONFIG.replace("./data", "./other")));
         let c = file_digest(&load(&CONFIG.replace("ceo@", "cfo@")));
+        // Where a node listens is the node's own.
+        let d = file_digest(&load(&CONFIG.replace("127.0.0.1:2525", "127.0.0.2:25")));
         assert_eq!(a, b);
         assert_ne!(a, c);
+        assert_eq!(a, d);
+    }
+
+    #[test]
+    fn an_ingress_point_listens_where_the_nodes_own_file_says() {
+        let stored = load(CONFIG);
+        let doc = document_of(&stored, None, 0.0);
+        let node = load(&CONFIG.replace("127.0.0.1:2525", "127.0.0.2:2626"));
+        let config = config_of(&node, &doc, &Members::default()).unwrap();
+        let (_, ip) = config.ingress_points().next().unwrap();
+        assert_eq!(
+            ip.listen.as_deref(),
+            Some(&["127.0.0.2:2626".to_string()][..])
+        );
     }
 
     #[test]
