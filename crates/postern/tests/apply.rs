@@ -39,17 +39,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The rules that matched the message with queue id `id`, from its trace.
-fn rules_of(server: &Server, id: &str) -> Vec<String> {
-    let record = server.wait_trace("Message", "QueueId", id);
-    record["Recipients"][0]["Rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Rule"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
     let dir = TempDir::new("apply");
@@ -119,7 +108,10 @@ fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
         &["x@example.com"],
         "Subject: two\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &second), vec!["keep-all".to_string()]);
+    assert_eq!(
+        matched_rules(&server, &second),
+        vec!["keep-all".to_string()]
+    );
     wait_for("the message archived", || {
         server
             .archived()
@@ -147,7 +139,7 @@ fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
         &["x@example.com"],
         "Subject: three\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &third), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&server, &third), vec!["keep-all".to_string()]);
 
     // Removing the listening ingress point needs the servers stopped.
     let without = dir.path().join("without.yaml");
@@ -168,24 +160,14 @@ fn apply_shows_checks_and_stores_a_version_the_running_server_takes() {
 
 /// Replaces the rules of rule set `main` through the API with boto3.
 fn update_rules_with_boto3(server: &Server, http: u16, rules_json: &str) {
-    let script = format!(
-        r#"
-import boto3, json
-mm = boto3.Session(profile_name="postern").client("mailmanager", endpoint_url="http://127.0.0.1:{http}", region_name="us-east-1")
-rid = [r["RuleSetId"] for r in mm.list_rule_sets()["RuleSets"] if r["RuleSetName"] == "main"][0]
-mm.update_rule_set(RuleSetId=rid, Rules=json.loads('{rules_json}'))
-"#
+    with_boto3(
+        server,
+        http,
+        &format!(
+            "rid = [r[\"RuleSetId\"] for r in mm.list_rule_sets()[\"RuleSets\"] if r[\"RuleSetName\"] == \"main\"][0]\n\
+             mm.update_rule_set(RuleSetId=rid, Rules=json.loads('{rules_json}'))"
+        ),
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            server.data.join("state/credentials"),
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -204,7 +186,7 @@ fn an_unchanged_file_keeps_api_changes_and_a_changed_one_replaces_them() {
         &["x@example.com"],
         "Subject: api\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&server, &id), vec!["keep-all".to_string()]);
     server.kill();
 
     // Restarted on the same file: the change made through the API stays.
@@ -214,7 +196,7 @@ fn an_unchanged_file_keeps_api_changes_and_a_changed_one_replaces_them() {
         &["x@example.com"],
         "Subject: restart\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&server, &id), vec!["keep-all".to_string()]);
     server.kill();
 
     // A changed file is a change: its resources become the next version.
@@ -229,7 +211,10 @@ fn an_unchanged_file_keeps_api_changes_and_a_changed_one_replaces_them() {
         &["x@example.com"],
         "Subject: file\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &id), vec!["drop-everything".to_string()]);
+    assert_eq!(
+        matched_rules(&server, &id),
+        vec!["drop-everything".to_string()]
+    );
     let out = apply(&dir.path().join("postern.yaml"), &["--dry-run"]);
     assert!(
         text(&out.stdout).contains("no change; version 3 stays"),
@@ -251,33 +236,20 @@ fn an_api_change_racing_a_stored_version_is_made_on_top_of_it() {
     std::fs::write(&candidate, slow(ARCHIVE)).unwrap();
     assert!(apply(&candidate, &["--yes"]).status.success());
 
-    let script = format!(
-        r#"
-import boto3
-mm = boto3.Session(profile_name="postern").client("mailmanager", endpoint_url="http://127.0.0.1:{http}", region_name="us-east-1")
-mm.create_rule_set(RuleSetName="extra", Rules=[{{"Name": "x", "Actions": [{{"Drop": {{}}}}]}}])
-print(sorted(r["RuleSetName"] for r in mm.list_rule_sets()["RuleSets"]))
-"#,
-        http = ports[1]
+    let listed = with_boto3(
+        &server,
+        ports[1],
+        "mm.create_rule_set(RuleSetName=\"extra\", Rules=[{\"Name\": \"x\", \"Actions\": [{\"Drop\": {}}]}])\n\
+         print(sorted(r[\"RuleSetName\"] for r in mm.list_rule_sets()[\"RuleSets\"]))",
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            server.data.join("state/credentials"),
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "['extra', 'main']");
+    assert_eq!(listed.trim(), "['extra', 'main']");
     // Version 2's rules are in force, and version 3 holds both changes.
     let id = server.send(
         "a@sender.test",
         &["x@example.com"],
         "Subject: race\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&server, &id), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&server, &id), vec!["keep-all".to_string()]);
     let out = apply(&candidate, &["--dry-run"]);
     let shown = text(&out.stdout);
     assert!(shown.contains("version 3"), "{shown}");
@@ -300,7 +272,7 @@ fn listed(server: &Server, recipient: &str) -> bool {
         &[recipient],
         "Subject: listed?\r\n\r\nbody\r\n",
     );
-    rules_of(server, &id).contains(&"listed".to_string())
+    matched_rules(server, &id).contains(&"listed".to_string())
 }
 
 #[test]

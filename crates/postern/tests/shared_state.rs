@@ -69,16 +69,6 @@ fn start_node(dir: &Path, schema: &Schema, smtp: u16, http: u16) -> Server {
     Server::start(dir, smtp, &node_config(dir, smtp, http))
 }
 
-fn rules_of(server: &Server, id: &str) -> Vec<String> {
-    let record = server.wait_trace("Message", "QueueId", id);
-    record["Recipients"][0]["Rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Rule"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_change_through_one_node_runs_on_the_other() {
     let schema = Schema::new();
@@ -88,28 +78,11 @@ fn a_change_through_one_node_runs_on_the_other() {
     let b = start_node(&dir.path().join("b"), &schema, ports[2], ports[3]);
 
     // Node A's API (its own generated keys) changes the shared rule set.
-    let script = format!(
-        r#"
-import boto3
-mm = boto3.Session(profile_name="postern").client("mailmanager", endpoint_url="http://127.0.0.1:{http}", region_name="us-east-1")
-rid = [r["RuleSetId"] for r in mm.list_rule_sets()["RuleSets"] if r["RuleSetName"] == "main"][0]
-mm.update_rule_set(RuleSetId=rid, Rules=[{{"Name": "keep-all", "Actions": [{{"Archive": {{"TargetArchive": "kept"}}}}]}}])
-"#,
-        http = ports[1]
-    );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            a.data.join("state/credentials"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    with_boto3(
+        &a,
+        ports[1],
+        "rid = [r[\"RuleSetId\"] for r in mm.list_rule_sets()[\"RuleSets\"] if r[\"RuleSetName\"] == \"main\"][0]\n\
+         mm.update_rule_set(RuleSetId=rid, Rules=[{\"Name\": \"keep-all\", \"Actions\": [{\"Archive\": {\"TargetArchive\": \"kept\"}}]}])",
     );
 
     // Node B takes the version from the store.
@@ -121,7 +94,7 @@ mm.update_rule_set(RuleSetId=rid, Rules=[{{"Name": "keep-all", "Actions": [{{"Ar
         &["x@example.com"],
         "Subject: on b\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&b, &id), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&b, &id), vec!["keep-all".to_string()]);
 
     // Both restarted on their unchanged files: the change stays.
     drop(a);
@@ -132,5 +105,5 @@ mm.update_rule_set(RuleSetId=rid, Rules=[{{"Name": "keep-all", "Actions": [{{"Ar
         &["x@example.com"],
         "Subject: after restart\r\n\r\nbody\r\n",
     );
-    assert_eq!(rules_of(&b, &id), vec!["keep-all".to_string()]);
+    assert_eq!(matched_rules(&b, &id), vec!["keep-all".to_string()]);
 }

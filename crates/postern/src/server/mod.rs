@@ -220,15 +220,13 @@ pub async fn run(source: Source) -> Result<(), String> {
         ingress_configs.insert(ingress_id, shared);
     }
     let (api_keys, credentials) = gateway::access_keys(&config, &data_dir)?;
-    let poll = std::time::Duration::from_secs(
-        config
-            .config
-            .server
-            .as_ref()
-            .and_then(|s| s.api.as_ref())
-            .and_then(|a| a.poll_seconds)
-            .unwrap_or(2) as u64,
-    );
+    let api_settings = config
+        .config
+        .server
+        .as_ref()
+        .and_then(|s| s.api.clone())
+        .unwrap_or_default();
+    let poll = std::time::Duration::from_secs(api_settings.poll_seconds.unwrap_or(2) as u64);
     let gateway = Arc::new(gateway::ServerGateway {
         file: ArcSwap::new(Arc::new(config.clone())),
         current: ArcSwap::new(prepared.snapshot.clone()),
@@ -242,13 +240,7 @@ pub async fn run(source: Source) -> Result<(), String> {
         links: links.clone(),
         data_dir: data_dir.clone(),
         installing: tokio::sync::Mutex::new(()),
-        keep_versions: config
-            .config
-            .server
-            .as_ref()
-            .and_then(|s| s.api.as_ref())
-            .and_then(|a| a.keep_versions)
-            .unwrap_or(100) as u32,
+        keep_versions: api_settings.keep_versions.unwrap_or(100) as u32,
         stuck: std::sync::Mutex::new(None),
         deletion_grace_seconds: f64::from(archive_settings.deletion_grace_days.unwrap_or(30))
             * 86_400.0,

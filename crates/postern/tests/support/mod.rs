@@ -418,3 +418,41 @@ fn serve_one(
         writer.flush()?;
     }
 }
+
+/// The names of the rules that matched the first recipient of the message
+/// with queue id `id`, from its trace record.
+pub fn matched_rules(server: &Server, id: &str) -> Vec<String> {
+    let record = server.wait_trace("Message", "QueueId", id);
+    record["Recipients"][0]["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Rule"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs the Python statements `code` with `mm`, a boto3 `mailmanager`
+/// client of the API on `http`, signed with the key pair `server`
+/// generated; returns what they print. Fails the test if they fail.
+pub fn with_boto3(server: &Server, http: u16, code: &str) -> String {
+    let script = format!(
+        "import boto3, json\n\
+         mm = boto3.Session(profile_name=\"postern\").client(\"mailmanager\", endpoint_url=\"http://127.0.0.1:{http}\", region_name=\"us-east-1\")\n\
+         {code}\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            server.data.join("state/credentials"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
