@@ -107,6 +107,10 @@ pub fn file_digest(config: &ValidatedConfig) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How `config_of` names a list's members in the state store where a
+/// config file names a members file.
+const STORE_MEMBERS: &str = "postern-state:";
+
 /// The members of an ingress point that belong to a node: where it listens.
 /// Nodes sharing a state store each listen where their own file says.
 const NODE_MEMBERS: &[&str] = &["Listen", "ListenTls"];
@@ -163,17 +167,23 @@ pub fn config_of(
                 for item in &mut items {
                     // A list `members` does not name keeps what the document
                     // gives it (an older version's inline members, or none).
-                    let Some(list) = item[lists.id_member]
+                    let Some((id, list)) = item[lists.id_member]
                         .as_str()
-                        .and_then(|id| members.get(id))
+                        .and_then(|id| Some((id.to_string(), members.get(id)?)))
                     else {
                         continue;
                     };
                     if let Some(map) = item.as_object_mut() {
-                        if list.is_empty() {
-                            map.remove("Members");
-                        } else {
+                        map.remove("Members");
+                        if list.iter().any(|m| m.starts_with('#')) {
+                            // A members file takes such a line for a
+                            // comment: these lists stay inline.
                             map.insert("Members".into(), json!(list.as_slice()));
+                        } else if !list.is_empty() {
+                            // Read as a members file (one address a line):
+                            // a million members are not a million YAML
+                            // nodes to check.
+                            map.insert("MembersFile".into(), json!(format!("{STORE_MEMBERS}{id}")));
                         }
                     }
                 }
@@ -182,8 +192,11 @@ pub fn config_of(
         }
     }
     let text = serde_json::to_string(&Value::Object(root)).expect("JSON serializes");
-    postern_config::parse_config(&file.file, &text, &|_| {
-        Err("members come inline from the state store".into())
+    postern_config::parse_config(&file.file, &text, &|path| {
+        path.strip_prefix(STORE_MEMBERS)
+            .and_then(|id| members.get(id))
+            .map(|list| list.join("\n"))
+            .ok_or_else(|| format!("{path}: not a list of the state store"))
     })
     .map_err(|diagnostics| {
         diagnostics
@@ -868,6 +881,23 @@ AddressLists:
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a, d);
+    }
+
+    #[test]
+    fn members_from_the_store_run_whatever_they_look_like() {
+        let file = load(CONFIG);
+        let doc = document_of(&file, None, 0.0);
+        let id = file.index.identities(ResourceKind::AddressList)[0]
+            .id
+            .clone();
+        for list in [
+            vec!["a@example.com".to_string(), "*@example.org".to_string()],
+            vec!["#team@example.com".to_string(), "b@example.com".to_string()],
+        ] {
+            let members: Members = [(id.clone(), Arc::new(list.clone()))].into_iter().collect();
+            let config = config_of(&file, &doc, &members).unwrap();
+            assert_eq!(config.address_list_members[0], list);
+        }
     }
 
     #[test]
