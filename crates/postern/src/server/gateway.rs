@@ -108,8 +108,7 @@ impl ServerGateway {
             document,
             members,
         )
-        // The API's callers know no config file: its name is left out.
-        .map_err(|e| ApplyError::Invalid(e.replace(&format!("{}: ", file.file), "")))?;
+        .map_err(ApplyError::Invalid)?;
         // An ingress point with listeners cannot go away while they run:
         // their sessions would accept mail no rule set could process.
         for (id, shared) in &self.ingress {

@@ -76,7 +76,14 @@ pub async fn run(source: Source) -> Result<(), String> {
     let prepared = gateway::prepare(
         &config, &settings, &tls, &throttle, version, document, members,
     )
-    .map_err(|e| format!("{} (version {version} of the state): {e}", config.file))?;
+    .map_err(|e| {
+        let file = &config.file;
+        let lines: Vec<String> = e.lines().map(|l| format!("{file}: {l}")).collect();
+        format!(
+            "version {version} of the state cannot run:\n{}",
+            lines.join("\n")
+        )
+    })?;
     if let Some(parent) = parent {
         if let Some(seed) = &seed {
             seed.write(&state_store)

@@ -171,6 +171,8 @@ fn unsupported(config: &ValidatedConfig) -> Vec<String> {
     problems
 }
 
+/// Compiles `config` into what the server runs; the problems, one a line
+/// by field path, when it cannot be run (callers say where it came from).
 pub fn build(
     config: ValidatedConfig,
     version: u64,
@@ -178,21 +180,11 @@ pub fn build(
 ) -> Result<Runtime, String> {
     let problems = unsupported(&config);
     if !problems.is_empty() {
-        return Err(format!(
-            "{}: {}",
-            config.file,
-            problems.join(&format!("\n{}: ", config.file))
-        ));
+        return Err(problems.join("\n"));
     }
-    let engine = Engine::build(&config).map_err(|e| format!("{}: {e}", config.file))?;
-    let peers =
-        Peers::build(&config, &settings.data_dir, &settings.hostname).map_err(|problems| {
-            format!(
-                "{}: {}",
-                config.file,
-                problems.join(&format!("\n{}: ", config.file))
-            )
-        })?;
+    let engine = Engine::build(&config).map_err(|e| e.to_string())?;
+    let peers = Peers::build(&config, &settings.data_dir, &settings.hostname)
+        .map_err(|problems| problems.join("\n"))?;
     Ok(Runtime {
         version,
         config,
