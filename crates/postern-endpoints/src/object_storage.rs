@@ -162,20 +162,7 @@ impl ObjectStorage {
         let Backend::Directory(root) = &*self.backend else {
             return Ok(None);
         };
-        let dir = root.join(bucket);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            EndpointError::Temporary(format!(
-                "cannot create bucket directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-            EndpointError::Temporary(format!(
-                "bucket directory {}: {}",
-                dir.display(),
-                error_chain(&e)
-            ))
-        })?;
+        let (dir, store) = bucket_directory(root, bucket)?;
         let files = keys
             .iter()
             .map(|key| {
@@ -200,20 +187,11 @@ impl ObjectStorage {
         }
         let store: Arc<dyn ObjectStore> = match &*self.backend {
             Backend::Directory(root) => {
-                let dir = root.join(bucket);
-                tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-                    EndpointError::Temporary(format!(
-                        "cannot create bucket directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-                    EndpointError::Temporary(format!(
-                        "bucket directory {}: {}",
-                        dir.display(),
-                        error_chain(&e)
-                    ))
-                })?;
+                let (root, bucket) = (root.clone(), bucket.to_owned());
+                let (_, store) =
+                    tokio::task::spawn_blocking(move || bucket_directory(&root, &bucket))
+                        .await
+                        .map_err(|e| EndpointError::Temporary(e.to_string()))??;
                 Arc::new(store.with_fsync(true))
             }
             Backend::S3(settings) => Arc::new(s3_store(settings, bucket, kms_key_id)?),
@@ -410,6 +388,29 @@ fn status_in(message: &str) -> Option<u16> {
     let marker = "status code: ";
     let start = message.find(marker)? + marker.len();
     message.get(start..start + 3)?.parse().ok()
+}
+
+/// A bucket of a directory backend: its directory, made if missing, and a
+/// store rooted there.
+fn bucket_directory(
+    root: &std::path::Path,
+    bucket: &str,
+) -> Result<(PathBuf, LocalFileSystem), EndpointError> {
+    let dir = root.join(bucket);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        EndpointError::Temporary(format!(
+            "cannot create bucket directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+        EndpointError::Temporary(format!(
+            "bucket directory {}: {}",
+            dir.display(),
+            error_chain(&e)
+        ))
+    })?;
+    Ok((dir, store))
 }
 
 #[cfg(test)]
