@@ -203,14 +203,6 @@ pub fn object_mut<'a>(document: &'a mut Value, member: &str) -> &'a mut Map<Stri
     entry.as_object_mut().expect("an object")
 }
 
-/// The position of the item whose id is `id`.
-pub fn position(document: &Value, kind: ResourceKind, id: &str) -> Option<usize> {
-    let member = info(kind).id_member;
-    items(document, kind)
-        .iter()
-        .position(|item| item[member].as_str() == Some(id))
-}
-
 /// When a resource was created and last changed, in epoch seconds.
 pub fn times(document: &Value, id: &str) -> (Option<f64>, Option<f64>) {
     let meta = &document["Meta"][id];
@@ -244,121 +236,9 @@ pub fn set_meta(document: &mut Value, id: &str, member: &str, value: Value) {
     }
 }
 
-/// Every string in `value` held by a member named `member` (at any depth),
-/// with the path to it.
-pub fn strings_at<'a>(
-    value: &'a Value,
-    member: &str,
-    path: String,
-    out: &mut Vec<(String, &'a str)>,
-) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let at = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                if key == member {
-                    match child {
-                        Value::String(s) => out.push((at.clone(), s)),
-                        Value::Array(list) => {
-                            for (i, v) in list.iter().enumerate() {
-                                if let Value::String(s) = v {
-                                    out.push((format!("{at}[{i}]"), s));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                strings_at(child, member, at, out);
-            }
-        }
-        Value::Array(list) => {
-            for (i, child) in list.iter().enumerate() {
-                strings_at(child, member, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The members through which other resources refer to a kind.
-pub fn referring_members(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::RuleSet => &["RuleSetId"],
-        ResourceKind::TrafficPolicy => &["TrafficPolicyId"],
-        ResourceKind::AddressList => &["AddressLists"],
-        ResourceKind::Archive => &["TargetArchive"],
-        ResourceKind::Relay => &["Relay"],
-        ResourceKind::AddonSubscription => &["AddonSubscriptionId"],
-        ResourceKind::AddonInstance => &["Analyzer"],
-        ResourceKind::IngressPoint => &[],
-    }
-}
-
-/// The sections whose items may refer to a kind.
-pub fn referring_kinds(kind: ResourceKind) -> &'static [ResourceKind] {
-    match kind {
-        ResourceKind::RuleSet | ResourceKind::TrafficPolicy => &[ResourceKind::IngressPoint],
-        ResourceKind::AddressList | ResourceKind::AddonInstance => {
-            &[ResourceKind::RuleSet, ResourceKind::TrafficPolicy]
-        }
-        ResourceKind::Archive | ResourceKind::Relay => &[ResourceKind::RuleSet],
-        ResourceKind::AddonSubscription => &[ResourceKind::AddonInstance],
-        ResourceKind::IngressPoint => &[],
-    }
-}
-
-/// Where other resources refer to one by any of `aliases` (its name, id or
-/// ARN): "rule set main (RuleSets[0].Rules[2].Actions[0].Archive.TargetArchive)".
-pub fn references_to(document: &Value, kind: ResourceKind, aliases: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    for &other in referring_kinds(kind) {
-        let other_info = info(other);
-        for (i, item) in items(document, other).iter().enumerate() {
-            for member in referring_members(kind) {
-                let mut hits = Vec::new();
-                strings_at(item, member, String::new(), &mut hits);
-                for (path, value) in hits {
-                    if aliases.contains(&value) {
-                        let name = item[other_info.name_member].as_str().unwrap_or("?");
-                        found.push(format!(
-                            "{} {name} ({}[{i}].{path})",
-                            other.noun(),
-                            other_info.section
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_are_found_by_any_alias() {
-        let doc = json!({"Resources": {"RuleSets": [{"RuleSetName": "main", "Rules": [
-            {"Name": "a", "Actions": [{"Archive": {"TargetArchive": "a-123"}}]},
-            {"Name": "b", "Conditions": [{"StringExpression": {"Evaluate": {"Analysis": {"Analyzer": "ai-1", "ResultField": "x"}}}}],
-             "Actions": [{"Relay": {"Relay": "smarthost"}}]}]}]}});
-        let hits = references_to(&doc, ResourceKind::Archive, &["compliance", "a-123"]);
-        assert_eq!(
-            hits,
-            vec!["rule set main (RuleSets[0].Rules[0].Actions[0].Archive.TargetArchive)"]
-        );
-        assert_eq!(
-            references_to(&doc, ResourceKind::Relay, &["smarthost"]).len(),
-            1
-        );
-        assert!(references_to(&doc, ResourceKind::Relay, &["other"]).is_empty());
-    }
 
     #[test]
     fn members_revisions_and_inline_members_of_older_versions() {

@@ -67,6 +67,19 @@ pub struct ValidatedConfig {
     /// Members of each address list (inline and from `MembersFile`), in the
     /// order of `config.AddressLists`.
     pub address_list_members: Vec<Vec<String>>,
+    /// Every place a resource names another, resolved.
+    pub references: Vec<Reference>,
+}
+
+/// One resource naming another (by name, id or ARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The resource named: its kind and position in its section.
+    pub to: (ResourceKind, usize),
+    /// The resource naming it: its kind and position in its section.
+    pub from: (ResourceKind, usize),
+    /// Where: `RuleSets[0].Rules[2].Actions[0].Archive.TargetArchive`.
+    pub path: String,
 }
 
 fn section<'a, T>(
@@ -299,7 +312,26 @@ pub fn parse_config(
         return Err(diagnostics);
     }
     let config: PosternConfig = serde_json::from_value(json).map_err(|e| internal(file, e))?;
+    let references = references
+        .iter()
+        .filter_map(|r| {
+            let to = index.resolve(r.kind, &r.value)?;
+            let from = ResourceKind::ALL.into_iter().find_map(|kind| {
+                let rest = r
+                    .path
+                    .strip_prefix(resolve::section(kind).0)?
+                    .strip_prefix('[')?;
+                Some((kind, rest[..rest.find(']')?].parse().ok()?))
+            })?;
+            Some(Reference {
+                to: (r.kind, to),
+                from,
+                path: r.path.clone(),
+            })
+        })
+        .collect();
     Ok(ValidatedConfig {
+        references,
         file: file.to_string(),
         config,
         region: settings.region,

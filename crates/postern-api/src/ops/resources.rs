@@ -541,16 +541,17 @@ async fn delete(api: &Api, kind: ResourceKind, input: &Value) -> Result<Value, A
             |snapshot, document| {
                 let position = find(snapshot, kind, &reference)?;
                 let identity = snapshot.config.index.identities(kind)[position].clone();
-                let mut aliases = vec![
-                    identity.name.as_str(),
-                    identity.id.as_str(),
-                    identity.arn.as_str(),
-                ];
-                if kind == ResourceKind::AddonInstance {
-                    // Known by its subscription's name; referred to by id or ARN.
-                    aliases.remove(0);
-                }
-                let users = document::references_to(document, kind, &aliases);
+                let users: Vec<String> = snapshot
+                    .config
+                    .references
+                    .iter()
+                    .filter(|r| r.to == (kind, position))
+                    .map(|r| {
+                        let (from, at) = r.from;
+                        let name = &snapshot.config.index.identities(from)[at].name;
+                        format!("{} {name} ({})", from.noun(), r.path)
+                    })
+                    .collect();
                 if !users.is_empty() {
                     return Err(ApiError::conflict(format!(
                         "{} {} is in use: {}",
